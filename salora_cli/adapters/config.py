@@ -1,0 +1,104 @@
+"""Adapter settings: everything that defines a SaLoRA (or plain LoRA) adapter and its rank budget.
+
+Schedules are fractions of training so nobody has to compute total steps by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from salora_cli.errors import SaloraError
+
+ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+
+
+@dataclass
+class AdapterConfig:
+    # "salora": gated components with a learned rank; "lora": plain fixed-rank LoRA (no gates, no λ)
+    method: str = "salora"
+    r_init: int = 12
+    # ΔW is scaled by alpha / r_init; the scale stays fixed when components are removed,
+    # so removal never changes what the survivors contribute.
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_roles: list[str] = field(default_factory=lambda: list(ROLES))
+    # Explicit module-name regexes (matched against the end of each name); overrides target_roles.
+    target_modules: list[str] | None = None
+
+    # Budget: the target average rank per adapted matrix (budget), or a fraction of r_init.
+    # Neither given: two thirds of r_init (the AdaLoRA GLUE protocol's 12 -> 8).
+    budget: float | None = None
+    budget_fraction: float | None = None
+    # Constraint form: "inequality" (ŝ <= t, multiplier projected >= 0, PI-damped dual ascent) or
+    # "equality" (CoFi-style λ1·(ŝ−t) + λ2·(ŝ−t)², both by ascent).
+    budget_form: str = "inequality"
+    multiplier_lr: float = 0.05  # integral gain of the dual ascent, per step, in units of rank/matrix
+    multiplier_damping: float = 1.0  # proportional gain: reacts at once when ŝ crosses t (no overshoot)
+
+    # Target schedule (fractions of total optimizer steps): hold r_init until ramp_start, then a
+    # cubic ramp down to the budget at ramp_end, then hold; at freeze_at the structure is frozen
+    # (gates become deterministic and fixed; the rest of training fine-tunes A, B, λ).
+    ramp_start: float = 0.1
+    ramp_end: float = 0.6
+    freeze_at: float = 0.8
+    prune_every: int = 10  # steps between physical removals of components whose gate is closed
+
+    # Hard-concrete gates (Louizos et al. 2018).
+    gate_temperature: float = 2.0 / 3.0
+    gate_low: float = -0.1
+    gate_high: float = 1.1
+    gate_init_log_alpha: float = 2.5  # deterministic gate = 1 needs log α ≥ log(11) ≈ 2.4
+    gate_lr: float = 0.05
+
+    # c · (‖AAᵀ − I‖² + ‖BᵀB − I‖²), averaged over adapted matrices.
+    orth_reg: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def gated(self) -> bool:
+        return self.method == "salora"
+
+    def budget_rank(self) -> float:
+        """Target average rank per matrix."""
+        if self.budget_fraction is not None:
+            return self.budget_fraction * self.r_init
+        if self.budget is not None:
+            return float(self.budget)
+        return 2.0 * self.r_init / 3.0
+
+    def validate(self) -> None:
+        if self.method not in ("salora", "lora"):
+            raise SaloraError(f"adapter method must be 'salora' or 'lora', got '{self.method}'")
+        if not isinstance(self.r_init, int) or isinstance(self.r_init, bool) or self.r_init < 1:
+            raise SaloraError(f"rank (r_init) must be a positive integer, got {self.r_init!r}")
+        if self.alpha <= 0:
+            raise SaloraError(f"alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SaloraError(f"dropout must be in [0, 1), got {self.dropout}")
+        bad = [r for r in self.target_roles if r not in ROLES]
+        if bad:
+            raise SaloraError(f"unknown target role(s) {bad}; roles are {', '.join(ROLES)}")
+        if not self.target_roles and not self.target_modules:
+            raise SaloraError("no target roles or modules given")
+        if self.budget is not None and self.budget_fraction is not None:
+            raise SaloraError("give either budget (average rank) or budget_fraction, not both")
+        if self.gated:
+            b = self.budget_rank()
+            if not 0 < b <= self.r_init:
+                raise SaloraError(
+                    f"budget must be an average rank in (0, r_init={self.r_init}], got {b:g}")
+            if not 0.0 <= self.ramp_start <= self.ramp_end <= self.freeze_at <= 1.0:
+                raise SaloraError(
+                    "schedule fractions must satisfy 0 <= ramp_start <= ramp_end <= freeze_at <= 1, "
+                    f"got {self.ramp_start}, {self.ramp_end}, {self.freeze_at}")
+        if self.budget_form not in ("inequality", "equality"):
+            raise SaloraError(f"budget_form must be 'inequality' or 'equality', got '{self.budget_form}'")
+        if self.prune_every < 1:
+            raise SaloraError(f"prune_every must be >= 1, got {self.prune_every}")
+        if not self.gate_low < 0.0 < 1.0 < self.gate_high:
+            raise SaloraError("gate stretch limits must satisfy gate_low < 0 < 1 < gate_high")
+        if self.gate_temperature <= 0 or self.gate_lr <= 0 or self.multiplier_lr <= 0:
+            raise SaloraError("gate_temperature, gate_lr and multiplier_lr must be positive")
+        if self.orth_reg < 0 or self.multiplier_damping < 0:
+            raise SaloraError("orth_reg and multiplier_damping must be >= 0")

@@ -1,0 +1,203 @@
+"""The adapted linear layer: W x + s · B · diag(λ ⊙ z) · A x, and plain LoRA as its gate-free case.
+
+Choices where the paper is silent (see README "The method as implemented"):
+- SaLoRA initialises A with orthonormal rows, B with orthonormal columns and λ = 0, so ΔW = 0 at
+  start (the wrapped model is the pre-trained one), the orthogonality penalty starts at 0, and λ gets
+  task gradient from the first step; A, B and the gates get it as soon as λ ≠ 0, i.e. as soon as
+  the component contributes.
+- Plain LoRA uses peft's initialisation (A Kaiming-uniform, B = 0) and has no λ and no gates, so
+  with the same weights it computes exactly what peft's LoRA computes.
+- The scale s = alpha / r_init is fixed at creation: removing components never rescales the others.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from salora_cli.adapters.gates import HardConcrete
+
+
+def _in_out(base: nn.Module) -> tuple[int, int, bool]:
+    """(in_features, out_features, fan_in_fan_out) for nn.Linear and GPT-2's Conv1D."""
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features, False
+    if type(base).__name__ == "Conv1D":  # transformers.pytorch_utils.Conv1D: weight is (in, out)
+        d_in, d_out = base.weight.shape
+        return d_in, d_out, True
+    raise TypeError(f"cannot adapt {type(base).__name__}: only Linear and Conv1D layers")
+
+
+class AdaptedLinear(nn.Module):
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
+                 gates: HardConcrete | None = None, gate_init_log_alpha: float = 2.5):
+        super().__init__()
+        self.base = base
+        self.in_features, self.out_features, self.fan_in_fan_out = _in_out(base)
+        self.r_init = r
+        self.scaling = alpha / r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.gates = gates
+        weight = base.weight
+        kw = dict(device=weight.device, dtype=weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(r, self.in_features, **kw))
+        self.lora_B = nn.Parameter(torch.empty(self.out_features, r, **kw))
+        if gates is not None:
+            self.lora_lambda = nn.Parameter(torch.zeros(r, **kw))
+            self.log_alpha = nn.Parameter(torch.full((r,), gate_init_log_alpha, **kw))
+        else:
+            self.register_parameter("lora_lambda", None)
+            self.register_parameter("log_alpha", None)
+        self.merged = False
+        self.structure_frozen = False  # gates fixed at their deterministic value
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.gates is None:
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            nn.init.zeros_(self.lora_B)
+            return
+        self.lora_A.copy_(_orthonormal(self.rank, self.in_features, self.lora_A))
+        self.lora_B.copy_(_orthonormal(self.out_features, self.rank, self.lora_B))
+        self.lora_lambda.zero_()
+
+    # ------------------------------------------------------------- structure
+    @property
+    def gated(self) -> bool:
+        return self.gates is not None
+
+    @property
+    def rank(self) -> int:
+        return self.lora_A.shape[0]
+
+    def gate_values(self) -> torch.Tensor | None:
+        """z for this forward: sampled in training, deterministic in eval or once frozen."""
+        if self.gates is None:
+            return None
+        if self.training and not self.structure_frozen:
+            return self.gates.sample(self.log_alpha)
+        return self.gates.deterministic(self.log_alpha)
+
+    def component_scale(self) -> torch.Tensor | None:
+        """λ ⊙ z per component (None for plain LoRA)."""
+        z = self.gate_values()
+        return None if z is None else self.lora_lambda * z
+
+    def expected_rank(self) -> torch.Tensor:
+        if self.gates is None:
+            return self.lora_A.new_tensor(float(self.rank))
+        return self.gates.prob_open(self.log_alpha).sum()
+
+    def closed_components(self) -> torch.Tensor:
+        """Indices of components whose deterministic gate is 0."""
+        if self.gates is None:
+            return torch.empty(0, dtype=torch.long, device=self.lora_A.device)
+        return torch.nonzero(self.gates.deterministic(self.log_alpha) == 0).flatten()
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged or self.rank == 0:
+            return out
+        h = F.linear(self.dropout(x), self.lora_A)
+        coef = self.component_scale()
+        # fold the scale into the r-vector: one tiny op instead of one over the whole output
+        h = h * (coef * self.scaling) if coef is not None else h * self.scaling
+        return out + F.linear(h, self.lora_B)
+
+    # ----------------------------------------------------------------- merge
+    def delta_weight(self) -> torch.Tensor:
+        """s · B · diag(λ ⊙ ẑ) · A in the (out, in) orientation, with deterministic gates."""
+        B = self.lora_B
+        if self.gates is not None:
+            B = B * (self.lora_lambda * self.gates.deterministic(self.log_alpha))
+        return (B @ self.lora_A) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if self.merged:
+            return
+        self._add_to_base(self.delta_weight())
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if not self.merged:
+            return
+        self._add_to_base(-self.delta_weight())
+        self.merged = False
+
+    def _add_to_base(self, delta: torch.Tensor) -> None:
+        w = self.base.weight
+        w.add_((delta.T if self.fan_in_fan_out else delta).to(w.dtype))
+
+    # --------------------------------------------------------------- removal
+    def adapter_parameters(self) -> dict[str, tuple[nn.Parameter, int]]:
+        """Each per-component parameter and the dimension that indexes components."""
+        params = {"lora_A": (self.lora_A, 0), "lora_B": (self.lora_B, 1)}
+        if self.gates is not None:
+            params["lora_lambda"] = (self.lora_lambda, 0)
+            params["log_alpha"] = (self.log_alpha, 0)
+        return params
+
+    @torch.no_grad()
+    def keep_components(self, keep: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Slice every per-component parameter (and its optimizer state) to the `keep` indices.
+
+        Each sliced tensor becomes a NEW Parameter swapped into the optimizer with its state sliced
+        to match. (Resizing `p.data` in place is not enough: autograd caches a leaf's shape in its
+        gradient accumulator, which outlives a step while any old loss tensor is still referenced.)
+        """
+        keep = keep.to(self.lora_A.device)
+        for attr, (p, dim) in self.adapter_parameters().items():
+            new = nn.Parameter(p.detach().index_select(dim, keep).contiguous(),
+                               requires_grad=p.requires_grad)
+            setattr(self, attr, new)
+            _swap_in_optimizer(optimizer, p, new, lambda v, d=dim, n=p.shape[dim], nd=p.dim():
+                               v.index_select(d, keep).contiguous()
+                               if torch.is_tensor(v) and v.dim() == nd and v.shape[d] == n else v)
+
+    def remove_closed(self, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Physically remove components whose deterministic gate is 0; returns how many."""
+        closed = self.closed_components()
+        if closed.numel() == 0:
+            return 0
+        mask = torch.ones(self.rank, dtype=torch.bool, device=closed.device)
+        mask[closed] = False
+        self.keep_components(torch.nonzero(mask).flatten(), optimizer)
+        return int(closed.numel())
+
+    @torch.no_grad()
+    def resize_(self, r: int) -> None:
+        """Set the rank to r with uninitialised values (for loading a saved, pruned adapter)."""
+        for attr, (p, dim) in self.adapter_parameters().items():
+            shape = list(p.shape)
+            shape[dim] = r
+            setattr(self, attr, nn.Parameter(p.new_empty(shape), requires_grad=p.requires_grad))
+
+    def extra_repr(self) -> str:
+        kind = "salora" if self.gated else "lora"
+        return f"{kind}, rank={self.rank}/{self.r_init}, in={self.in_features}, out={self.out_features}"
+
+
+def _orthonormal(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+    """A rows×cols matrix with orthonormal rows (rows <= cols) or columns (rows > cols)."""
+    g = torch.randn(max(rows, cols), min(rows, cols), device=like.device, dtype=torch.float32)
+    q, _ = torch.linalg.qr(g)  # orthonormal columns
+    q = q if rows >= cols else q.T
+    return q.to(like.dtype)
+
+
+def _swap_in_optimizer(optimizer, old: nn.Parameter, new: nn.Parameter, slice_state) -> None:
+    """Replace `old` by `new` in the optimizer's groups and move its state, sliced."""
+    if optimizer is None:
+        return
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+    for group in inner.param_groups:
+        group["params"] = [new if q is old else q for q in group["params"]]
+    if old in inner.state:
+        inner.state[new] = {k: slice_state(v) for k, v in inner.state.pop(old).items()}

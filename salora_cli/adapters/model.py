@@ -1,0 +1,252 @@
+"""Attach adapters to a transformers model by module role, and operate on all of them at once.
+
+Roles (query, key, value, attention output, FFN in, FFN out) are mapped to module names per
+architecture. GPT-2 fuses query/key/value in one `c_attn` matrix, so any of those roles adapts it;
+Llama's FFN input is two matrices (gate_proj, up_proj), both adapted for `ffn_in`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from salora_cli.adapters.config import ROLES, AdapterConfig
+from salora_cli.adapters.gates import HardConcrete
+from salora_cli.adapters.layer import AdaptedLinear
+from salora_cli.errors import SaloraError
+
+_BERT_LIKE = {
+    "query": r"attention\.self\.query",
+    "key": r"attention\.self\.key",
+    "value": r"attention\.self\.value",
+    "attn_out": r"attention\.output\.dense",
+    "ffn_in": r"intermediate\.dense",
+    "ffn_out": r"layer\.\d+\.output\.dense",
+}
+_LLAMA_LIKE = {
+    "query": r"self_attn\.q_proj",
+    "key": r"self_attn\.k_proj",
+    "value": r"self_attn\.v_proj",
+    "attn_out": r"self_attn\.o_proj",
+    "ffn_in": r"mlp\.(gate_proj|up_proj)",
+    "ffn_out": r"mlp\.down_proj",
+}
+ROLE_PATTERNS: dict[str, dict[str, str]] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "deberta-v2": {**_BERT_LIKE, "query": r"attention\.self\.query_proj",
+                   "key": r"attention\.self\.key_proj", "value": r"attention\.self\.value_proj"},
+    "gpt2": {"query": r"attn\.c_attn", "key": r"attn\.c_attn", "value": r"attn\.c_attn",
+             "attn_out": r"attn\.c_proj", "ffn_in": r"mlp\.c_fc", "ffn_out": r"mlp\.c_proj"},
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+}
+
+
+@dataclass
+class AdaptedModule:
+    name: str
+    role: str  # one of ROLES, or "custom" for explicit target_modules
+    layer_index: int  # transformer block index (-1 if none)
+    module: AdaptedLinear
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"]
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return re.search(rf"(^|\.)(?:{pattern})$", name) is not None
+
+
+def find_targets(model: nn.Module, cfg: AdapterConfig) -> list[tuple[str, str]]:
+    """[(module name, role)] of the linear layers to adapt, in model order."""
+    linears = _linear_names(model)
+    if cfg.target_modules:
+        found = [(n, "custom") for n in linears if any(_matches(n, p) for p in cfg.target_modules)]
+        missing = [p for p in cfg.target_modules if not any(_matches(n, p) for n in linears)]
+        if missing:
+            raise SaloraError(f"target module(s) {missing} match no linear layer; "
+                              f"the model's linear layers are: {_summarise(linears)}")
+        return found
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    patterns = ROLE_PATTERNS.get(model_type)
+    if patterns is None:
+        raise SaloraError(f"no role map for model type '{model_type}'; pass explicit target_modules "
+                          f"(regexes) from the model's linear layers: {_summarise(linears)}")
+    found = []
+    for n in linears:
+        roles = [r for r in ROLES if r in cfg.target_roles and _matches(n, patterns[r])]
+        if roles:
+            found.append((n, roles[0]))
+    if not found:
+        raise SaloraError(f"roles {cfg.target_roles} match no linear layer of this {model_type} "
+                          f"model; its linear layers are: {_summarise(linears)}")
+    return found
+
+
+def _summarise(names: list[str], limit: int = 40) -> str:
+    """Layer names with block indices collapsed, so the list stays readable in one line."""
+    uniq = list(dict.fromkeys(re.sub(r"\.\d+\.", ".N.", n) for n in names))
+    shown = ", ".join(uniq[:limit])
+    return shown + (f", … ({len(uniq) - limit} more)" if len(uniq) > limit else "")
+
+
+def _layer_index(name: str) -> int:
+    m = re.search(r"\.(\d+)\.", f".{name}.")
+    return int(m.group(1)) if m else -1
+
+
+class AdapterSet:
+    """All adapted matrices of one model, with the operations the method needs on them together."""
+
+    def __init__(self, model: nn.Module, cfg: AdapterConfig, modules: list[AdaptedModule]):
+        self.model = model
+        self.cfg = cfg
+        self.modules = modules
+
+    def __iter__(self):
+        return iter(m.module for m in self.modules)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    # ---------------------------------------------------------------- ranks
+    def ranks(self) -> dict[str, int]:
+        return {m.name: m.module.rank for m in self.modules}
+
+    def total_rank(self) -> int:
+        return sum(m.module.rank for m in self.modules)
+
+    def budget_total(self) -> int:
+        """The budget as a whole number of components over all adapted matrices."""
+        return int(self.cfg.budget_rank() * len(self) + 1e-9)
+
+    def expected_rank_avg(self) -> torch.Tensor:
+        """Differentiable average expected rank per adapted matrix (rank-0 matrices count 0)."""
+        return torch.stack([layer.expected_rank() for layer in self]).sum() / len(self)
+
+    def stats(self) -> list[dict]:
+        """Per-module rank and gate statistics; cheap (a few tiny reductions per module)."""
+        rows = []
+        with torch.no_grad():
+            for m in self.modules:
+                layer = m.module
+                row = {"name": m.name, "role": m.role, "layer": m.layer_index,
+                       "rank": layer.rank, "r_init": layer.r_init}
+                if layer.gated and layer.rank:
+                    row["expected_rank"] = float(layer.expected_rank())
+                    row["mean_gate"] = float(layer.gates.deterministic(layer.log_alpha).mean())
+                    row["mean_abs_lambda"] = float(layer.lora_lambda.abs().mean())
+                rows.append(row)
+        return rows
+
+    # -------------------------------------------------------------- removal
+    def remove_closed(self, optimizer=None) -> int:
+        return sum(layer.remove_closed(optimizer) for layer in self)
+
+    def project_to_budget(self, optimizer=None) -> int:
+        """Keep at most budget_total components overall: the ones with the largest log α.
+
+        Used once, when the structure freezes: the expected-rank constraint holds ŝ at the budget,
+        but a half-open gate counts < 1 in ŝ and a whole rank after removal.
+        """
+        keep_n = self.budget_total()
+        gated = [layer for layer in self if layer.gated and layer.rank]
+        if sum(layer.rank for layer in gated) <= keep_n:
+            return 0
+        scores = torch.cat([layer.log_alpha.detach().float().cpu() for layer in gated])
+        owner = torch.cat([torch.full((layer.rank,), i) for i, layer in enumerate(gated)])
+        local = torch.cat([torch.arange(layer.rank) for layer in gated])
+        order = torch.argsort(scores, descending=True, stable=True)[:keep_n]
+        removed = 0
+        for i, layer in enumerate(gated):
+            keep = torch.sort(local[order[owner[order] == i]]).values
+            removed += layer.rank - keep.numel()
+            if keep.numel() < layer.rank:
+                layer.keep_components(keep, optimizer)
+        return removed
+
+    def freeze_structure(self) -> None:
+        """Gates become deterministic and fixed; the rest of training tunes A, B and λ only."""
+        for layer in self:
+            if layer.gated:
+                layer.structure_frozen = True
+                layer.log_alpha.requires_grad_(False)
+                layer.log_alpha.grad = None
+
+    @property
+    def structure_frozen(self) -> bool:
+        return any(layer.structure_frozen for layer in self)
+
+    # ---------------------------------------------------------------- merge
+    def merge(self) -> None:
+        for layer in self:
+            layer.merge()
+
+    def unmerge(self) -> None:
+        for layer in self:
+            layer.unmerge()
+
+    # ------------------------------------------------------------ optimizer
+    def parameter_groups(self, lr: float, weight_decay: float = 0.0,
+                         extra: list[nn.Parameter] | None = None) -> list[dict]:
+        """AdamW groups: adapter matrices and λ; gates (own lr, no decay); extra trainables."""
+        main, gates = [], []
+        for layer in self:
+            main += [layer.lora_A, layer.lora_B]
+            if layer.gated:
+                main.append(layer.lora_lambda)
+                gates.append(layer.log_alpha)
+        groups = [{"params": main, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
+        if gates:
+            groups.append({"params": gates, "lr": self.cfg.gate_lr, "weight_decay": 0.0,
+                           "name": "gates"})
+        if extra:
+            groups.append({"params": extra, "lr": lr, "weight_decay": weight_decay, "name": "extra"})
+        return groups
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for m in self.modules:
+            for pname, (p, _) in m.module.adapter_parameters().items():
+                out[f"{m.name}.{pname}"] = p.detach()
+        return out
+
+
+def attach(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[str] | None = None) -> AdapterSet:
+    """Wrap the target linear layers of `model` in place and freeze everything else.
+
+    `modules_to_save`: names (suffixes) of modules that stay fully trainable, e.g. a new classifier.
+    """
+    targets = find_targets(model, cfg)
+    gates = HardConcrete(cfg.gate_temperature, cfg.gate_low, cfg.gate_high) if cfg.gated else None
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapted = []
+    for name, role in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        base = getattr(parent, child)
+        layer = AdaptedLinear(base, cfg.r_init, cfg.alpha, cfg.dropout, gates, cfg.gate_init_log_alpha)
+        layer.train(base.training)  # a new module starts in train mode; follow the model's mode
+        setattr(parent, child, layer)
+        adapted.append(AdaptedModule(name, role, _layer_index(name), layer))
+    for name, module in model.named_modules():
+        if modules_to_save and any(_matches(name, re.escape(s)) for s in modules_to_save):
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return AdapterSet(model, cfg, adapted)
+
+
+def extra_trainable_parameters(model: nn.Module, adapters: AdapterSet) -> list[nn.Parameter]:
+    """Trainable parameters that are not adapter parameters (e.g. a new classification head)."""
+    own = {id(p) for layer in adapters for p, _ in layer.adapter_parameters().values()}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in own]
