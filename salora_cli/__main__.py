@@ -1,0 +1,3 @@
+from salora_cli.cli import main
+
+main()

@@ -1,0 +1,246 @@
+"""The `salora` command line (Typer). Parsing and calling only: the work lives in the modules."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from salora_cli import config as cfgmod
+from salora_cli.errors import SaloraError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Fine-tune language models with SaLoRA and reproduce its experiments.")
+train_app = typer.Typer(no_args_is_help=True, help="Train one run (a task × method × seed).")
+report_app = typer.Typer(no_args_is_help=True, help="Metric tables and learned-rank reports.")
+app.add_typer(train_app, name="train")
+app.add_typer(report_app, name="report")
+console = Console()
+err_console = Console(stderr=True)
+
+PROJECT = Path(__file__).resolve().parents[1]
+CONFIGS = PROJECT / "configs"
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+STYLE_TASKS = ("yelp", "gyafc")
+
+# Named flags that override config keys (every other key: --set section.key=value).
+FLAG_KEYS = {
+    "method": "method", "model": "model", "data_dir": "data_dir", "seed": "train.seed",
+    "rank": "adapter.r_init", "budget": "adapter.budget", "alpha": "adapter.alpha",
+    "lr": "train.lr", "epochs": "train.epochs", "max_steps": "train.max_steps",
+    "batch_size": "train.batch_size", "max_length": "train.max_length",
+    "eval_every": "train.eval_every", "max_train_samples": "train.max_train_samples",
+    "max_eval_samples": "train.max_eval_samples",
+}
+
+Opt = typer.Option
+
+
+def _overrides(flags: dict) -> dict:
+    out: dict = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = FLAG_KEYS[name].split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def _default_data_dir(family: str, task: str) -> str | None:
+    root = os.environ.get("SALORA_DATA")
+    if not root:
+        return None
+    sub = Path(root) / ("glue" if family == "glue" else task)
+    return str(sub) if sub.exists() else None
+
+
+def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], flags: dict) -> cfgmod.RunConfig:
+    layers = [{"task": f"{family}/{task}"}]
+    default_yaml = CONFIGS / family / f"{task}.yaml"
+    if config is not None:
+        layers.append(cfgmod.load_yaml(config))
+    elif default_yaml.exists():
+        layers.append(cfgmod.load_yaml(default_yaml))
+    layers.append(_overrides(flags))
+    layers += [cfgmod.parse_assignment(s) for s in sets]
+    cfg = cfgmod.build_config(*layers)
+    if cfg.task != f"{family}/{task}":
+        raise SaloraError(f"config task '{cfg.task}' does not match the command's task {family}/{task}")
+    if cfg.data_dir is None:
+        cfg.data_dir = _default_data_dir(family, task)
+    return cfg
+
+
+def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, flags) -> dict:
+    from salora_cli import run_dir as rd
+    from salora_cli.train import train
+
+    if task not in known:
+        raise SaloraError(f"unknown {family} task '{task}' (known: {', '.join(known)})")
+    cfg = _resolve(family, task, config, sets, flags)
+    run = Path(out) if out else rd.default_run_dir(cfg)
+    rd.prepare(run, cfg, resume=resume, overwrite=overwrite)
+    console.print(f"[bold]salora[/] {cfg.task} · {cfg.method} · {cfg.model} · seed {cfg.train.seed} → {run}")
+    metrics = train(cfg, run, console)
+    best = metrics["best"] or metrics["final"]
+    console.print(f"[green]done[/]: {metrics['main_metric']} best {best['metrics'][metrics['main_metric']]:.2f}"
+                  f" (step {best['step']}), final {metrics['final']['metrics'][metrics['main_metric']]:.2f}"
+                  f" · {metrics['train_time_s']:.0f} s · {run}")
+    return metrics
+
+
+_HELP_SET = "Override any config key, e.g. --set adapter.orth_reg=0.05 (repeatable). Keys: " + \
+    ", ".join(k for k in cfgmod.all_keys() if k != "adapter.method")
+
+
+@train_app.command("glue")
+def train_glue(
+    task: str = Opt(..., help=f"GLUE task: {', '.join(GLUE_TASKS)}"),
+    config: Optional[Path] = Opt(None, help="YAML config (default: configs/glue/<task>.yaml)"),
+    method: Optional[str] = Opt(None, help="salora | lora | adalora | full | bitfit"),
+    model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (minilm-l6)"),
+    data_dir: Optional[Path] = Opt(None, help="GLUE root in the official layout <dir>/<TASK>/{train,dev}.tsv "
+                                   "(default: $SALORA_DATA/glue, else the Hugging Face hub)"),
+    seed: Optional[int] = Opt(None, help="Random seed"),
+    out: Optional[Path] = Opt(None, help="Run folder (default: runs/<task>_<method>_seed<seed>)"),
+    rank: Optional[int] = Opt(None, help="Initial rank per adapted matrix (r_init; LoRA's fixed rank)"),
+    budget: Optional[float] = Opt(None, help="SaLoRA/AdaLoRA target average rank per matrix"),
+    alpha: Optional[float] = Opt(None, help="Adapter scale numerator (ΔW scaled by alpha / r_init)"),
+    lr: Optional[float] = Opt(None, help="Learning rate (adapters and head)"),
+    epochs: Optional[float] = Opt(None, help="Training epochs"),
+    max_steps: Optional[int] = Opt(None, help="Optimizer steps (overrides epochs)"),
+    batch_size: Optional[int] = Opt(None, help="Training batch size (per process)"),
+    max_length: Optional[int] = Opt(None, help="Maximum tokens per example"),
+    eval_every: Optional[int] = Opt(None, help="Evaluate every N steps (default: every epoch)"),
+    max_train_samples: Optional[int] = Opt(None, help="Train on a seeded random subset of this size"),
+    max_eval_samples: Optional[int] = Opt(None, help="Evaluate on a seeded random subset of this size"),
+    set_: list[str] = Opt([], "--set", help=_HELP_SET),
+    resume: bool = Opt(False, help="Continue the run in --out from its last checkpoint"),
+    overwrite: bool = Opt(False, help="Replace an existing run folder"),
+):
+    """Fine-tune on a GLUE task."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    _train("glue", task, GLUE_TASKS, config, set_, out, resume, overwrite, flags)
+
+
+@train_app.command("style")
+def train_style(
+    task: str = Opt(..., help=f"Style-transfer task: {', '.join(STYLE_TASKS)}"),
+    config: Optional[Path] = Opt(None, help="YAML config (default: configs/style/<task>.yaml)"),
+    method: Optional[str] = Opt(None, help="salora | lora | adalora | full | bitfit"),
+    model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (smollm2-135m)"),
+    data_dir: Optional[Path] = Opt(None, help="Yelp release folder, or the GYAFC_Corpus folder (GYAFC is "
+                                   "licensed: local path only)"),
+    seed: Optional[int] = Opt(None, help="Random seed"),
+    out: Optional[Path] = Opt(None, help="Run folder (default: runs/<task>_<method>_seed<seed>)"),
+    rank: Optional[int] = Opt(None, help="Initial rank per adapted matrix"),
+    budget: Optional[float] = Opt(None, help="SaLoRA/AdaLoRA target average rank per matrix"),
+    alpha: Optional[float] = Opt(None, help="Adapter scale numerator"),
+    lr: Optional[float] = Opt(None, help="Learning rate"),
+    epochs: Optional[float] = Opt(None, help="Training epochs"),
+    max_steps: Optional[int] = Opt(None, help="Optimizer steps (overrides epochs)"),
+    batch_size: Optional[int] = Opt(None, help="Training batch size (per process)"),
+    max_length: Optional[int] = Opt(None, help="Maximum tokens per example"),
+    eval_every: Optional[int] = Opt(None, help="Evaluate every N steps"),
+    max_train_samples: Optional[int] = Opt(None, help="Train on a seeded random subset of this size"),
+    max_eval_samples: Optional[int] = Opt(None, help="Evaluate on a seeded subset of this size"),
+    set_: list[str] = Opt([], "--set", help=_HELP_SET + "; task options: --set task_options.direction=..."),
+    resume: bool = Opt(False, help="Continue the run in --out from its last checkpoint"),
+    overwrite: bool = Opt(False, help="Replace an existing run folder"),
+):
+    """Fine-tune a causal LM for text style transfer (Yelp sentiment, GYAFC formality)."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    _train("style", task, STYLE_TASKS, config, set_, out, resume, overwrite, flags)
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished run folder"),
+    split: Optional[str] = Opt(None, help="Split to evaluate (default: the task's dev split)"),
+    checkpoint: str = Opt("best", help="best | final"),
+):
+    """Reload a run (config + saved weights) and recompute its metrics."""
+    from salora_cli.evaluation import evaluate_run
+
+    evaluate_run(run_dir, split, checkpoint, console)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished salora or lora run folder"),
+    out: Path = typer.Argument(..., help="Folder for the plain peft LoRA adapter"),
+    checkpoint: str = Opt("best", help="best | final"),
+):
+    """Export a plain peft LoRA adapter (per-module learned ranks) that vanilla peft loads."""
+    from salora_cli.evaluation import export_run
+
+    ranks = export_run(run_dir, out, checkpoint)
+    console.print(f"exported {len(ranks)} modules (total rank {sum(ranks.values())}) → {out}")
+
+
+@report_app.command("metrics")
+def report_metrics(
+    paths: list[Path] = typer.Argument(None, help="Run folders or folders holding runs (default: runs/)"),
+    out: Optional[Path] = Opt(None, help="Also write <stem>.md and <stem>.csv into this folder"),
+    stem: str = Opt("metrics", help="File name stem for --out"),
+):
+    """One table of every task × method: mean ± std over seeds, parameters, time."""
+    from salora_cli.reports import build_metrics_report, find_runs
+
+    report = build_metrics_report(find_runs(paths or [Path("runs")]))
+    report.print(console)
+    if out:
+        report.write(out, stem)
+
+
+@report_app.command("ranks")
+def report_ranks(run_dir: Path = typer.Argument(..., help="A run folder with ranks.json")):
+    """Learned rank per layer × module, totals vs budget, heatmap and trajectory PNGs."""
+    from salora_cli.reports import build_rank_report
+
+    report = build_rank_report(run_dir)
+    report.print(console)
+    written = report.write(run_dir)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("demo")
+def demo(
+    data_dir: Optional[Path] = Opt(None, help="GLUE root (default: $SALORA_DATA/glue)"),
+    out: Path = Opt(Path("runs/demo"), help="Folder for the two runs"),
+):
+    """SaLoRA vs LoRA on an SST-2 slice with MiniLM-L6, offline, then the tables and rank report."""
+    from salora_cli.demo import run_demo
+
+    run_demo(CONFIGS / "demo.yaml", data_dir, out, console)
+
+
+def _quiet_libraries() -> None:
+    # transformers' load reports and download bars drown the run's own output
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        app()
+    except SaloraError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""A run's configuration: typed dataclasses, YAML in and out, overrides, and strict validation.
+
+Precedence: dataclass defaults < YAML file (--config) < named CLI flags and `--set key=value`.
+Unknown keys and values of the wrong type are errors that name the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from salora_cli.adapters.config import AdapterConfig
+from salora_cli.errors import SaloraError
+
+METHODS = ("salora", "lora", "adalora", "full", "bitfit")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 5e-4
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs when given
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.06
+    max_length: int = 128
+    eval_every: int | None = None  # steps; None = once per epoch (and always at the end)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    log_every: int = 10
+    checkpoint_every: int | None = None  # steps between resumable checkpoints; None = at each eval
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (GPU)
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("lr", "epochs"):
+            if getattr(self, name) <= 0:
+                raise SaloraError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "max_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise SaloraError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "eval_every", "max_train_samples", "max_eval_samples",
+                     "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SaloraError(f"train.{name} must be >= 1 when given, got {value}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise SaloraError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise SaloraError(f"train.mixed_precision must be no, fp16 or bf16, got {self.mixed_precision}")
+
+
+@dataclass
+class RunConfig:
+    task: str = "glue/sst2"
+    method: str = "salora"
+    model: str = "minilm-l6"
+    data_dir: str | None = None
+    # Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task
+    # checks the names.
+    task_options: dict[str, Any] = field(default_factory=dict)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise SaloraError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
+        self.adapter.method = "lora" if self.method == "lora" else "salora"
+        self.adapter.validate()
+        self.train.validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------ building from dicts
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except SaloraError as exc:
+                errors.append(str(exc))
+        raise SaloraError(errors[0])
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise SaloraError(f"{key} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(f"{key}[]", v, item) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise SaloraError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise SaloraError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise SaloraError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        where = f" in {prefix}" if prefix else ""
+        raise SaloraError(f"unknown config key '{unknown[0]}'{where} (valid: {', '.join(names)})")
+    kwargs = {k: _coerce(f"{prefix}.{k}" if prefix else k, v, hints[k]) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise SaloraError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SaloraError(f"config file {path} is not valid YAML{where}") from exc
+    if not isinstance(data, dict):
+        raise SaloraError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_assignment(text: str) -> dict:
+    """'train.lr=1e-3' -> {'train': {'lr': 0.001}}; values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise SaloraError(f"--set expects KEY=VALUE, got '{text}'")
+    key, raw = text.split("=", 1)
+    value = _parse_scalar(raw)
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def build_config(*layers: dict) -> RunConfig:
+    """Merge config layers (later wins), build the typed config and validate it."""
+    merged: dict = {}
+    for layer in layers:
+        merged = merge_dicts(merged, layer)
+    cfg = _build(RunConfig, merged)
+    cfg.validate()
+    return cfg
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def all_keys() -> list[str]:
+    """Every settable dotted key (for help texts)."""
+    keys = []
+    for f in dataclasses.fields(RunConfig):
+        if dataclasses.is_dataclass(f.default_factory) if f.default_factory is not dataclasses.MISSING else False:
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory)]
+        else:
+            keys.append(f.name)
+    return keys

@@ -1,0 +1,499 @@
+"""Metric tables over runs: one row per task × method, mean ± std over seeds.
+
+Presentation (stated in the Markdown header too):
+- values are mean ± sample std (ddof = 1) over the n seeds; the std is blank for a single seed;
+- the metric columns come from the best dev checkpoint (the evaluation with the highest main
+  metric), the usual dev-set reporting; a "final" column gives the main metric at the last step;
+- when every run of a table also made a held-out test evaluation (style tasks do), the other
+  metric columns of that table are the test metrics instead, and say so in their header;
+- GLUE tasks share one table, with a "GLUE avg" row per method that has all eight tasks (a
+  partial mean is not comparable with published numbers) and a method × task summary;
+- style tasks get their own table, and the Markdown shows a few sample rewrites per row.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from salora_cli import atomic
+from salora_cli.errors import SaloraError
+from salora_cli.reports.runs import RunRecord, RunScan, read_generations
+
+# Same tasks and order as tasks.metrics.GLUE_MAIN_METRIC (not imported: it pulls in scikit-learn).
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+GLUE_LABELS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
+               "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE"}
+METHOD_ORDER = ("salora", "lora", "adalora", "full", "bitfit")
+FAMILY_ORDER = ("glue", "style", "other")
+FAMILY_TITLES = {"glue": "GLUE", "style": "Text style transfer", "other": "Other tasks"}
+METRIC_LABELS = {
+    "matthews_corrcoef": "MCC", "accuracy": "Acc", "accuracy_m": "Acc-m", "accuracy_mm": "Acc-mm",
+    "f1": "F1", "pearson": "Pearson", "spearman": "Spearman", "bleu": "BLEU",
+    "self_bleu": "self-BLEU", "perplexity": "PPL", "g_score": "G-score",
+}
+N_SAMPLES = 3  # sample rewrites shown per style row
+GLUE_AVERAGE_TASK = "glue/average"
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (None for a single value) and count of some values."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> "Stat | None":
+        vals = [float(v) for v in values if v is not None]
+        if not vals:
+            return None
+        return cls(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
+
+    def text(self, digits: int = 2) -> str:
+        if self.std is None:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def _stat_text(stat: Stat | None) -> str:
+    return stat.text() if stat else "—"
+
+
+def _count_text(n: float | None) -> str:
+    """Parameter counts the way papers print them (0.32M)."""
+    if n is None:
+        return "?"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def _task_rank(task: str) -> tuple[int, str]:
+    short = task.split("/", 1)[-1]
+    return (GLUE_TASKS.index(short) if task.startswith("glue/") and short in GLUE_TASKS
+            else len(GLUE_TASKS), task)
+
+
+def _ordered_union(dicts: Iterable[dict]) -> list[str]:
+    out: dict[str, None] = {}
+    for d in dicts:
+        out.update(dict.fromkeys(d))
+    return list(out)
+
+
+@dataclass
+class MetricsRow:
+    """One task × method (× model) cell of the report: statistics over its seeds."""
+
+    family: str
+    task: str
+    method: str
+    model: str
+    main_metric: str
+    runs: list[RunRecord]
+    best: dict[str, Stat]
+    final_main: Stat | None
+    test: dict[str, Stat]
+    params_initial: float | None
+    params_final: float | None
+    train_time_s: float | None
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def best_main(self) -> Stat | None:
+        return self.best.get(self.main_metric)
+
+    @classmethod
+    def from_runs(cls, runs: list[RunRecord]) -> "MetricsRow":
+        runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+        first = runs[0]
+
+        def stats(attr: str) -> dict[str, Stat]:
+            names = _ordered_union(getattr(r, attr) for r in runs)
+            if first.main_metric in names:  # main metric first, the rest in run order
+                names.remove(first.main_metric)
+                names.insert(0, first.main_metric)
+            return {m: s for m in names if (s := Stat.of(getattr(r, attr).get(m) for r in runs))}
+
+        def mean(values: Iterable[float | None]) -> float | None:
+            stat = Stat.of(values)
+            return stat.mean if stat else None
+
+        return cls(
+            family=first.family, task=first.task, method=first.method, model=first.model,
+            main_metric=first.main_metric, runs=runs, best=stats("best"),
+            final_main=Stat.of(r.final.get(first.main_metric) for r in runs), test=stats("test"),
+            params_initial=mean(r.params_initial for r in runs),
+            params_final=mean(r.params_final for r in runs),
+            train_time_s=mean(r.train_time_s for r in runs),
+        )
+
+
+@dataclass(frozen=True)
+class GlueAverage:
+    """Mean of the eight GLUE main metrics (each a mean over seeds) of one method."""
+
+    method: str
+    model: str
+    best: float
+    final: float | None
+
+
+@dataclass
+class _Section:
+    """A table in a neutral form, rendered both as a Rich Table and as Markdown."""
+
+    title: str
+    headers: list[str]
+    right: list[bool]  # right-align (numbers)
+    rows: list[list[str]] = field(default_factory=list)
+    breaks: set[int] = field(default_factory=set)  # a rule after these row indices
+    caption: str = ""
+
+    def rich(self) -> Table:
+        table = Table(title=self.title, caption=self.caption or None, header_style="bold",
+                      title_style="bold", caption_justify="left")
+        for header, right in zip(self.headers, self.right):
+            table.add_column(header, justify="right" if right else "left", no_wrap=right)
+        for i, row in enumerate(self.rows):
+            table.add_row(*row, end_section=i in self.breaks)
+        return table
+
+    def markdown(self) -> str:
+        def cells(values: list[str]) -> str:
+            return "| " + " | ".join(_md_escape(v) or " " for v in values) + " |"
+        lines = [cells(self.headers), "|" + "|".join("---:" if r else "---" for r in self.right) + "|"]
+        lines += [cells(row) for row in self.rows]
+        return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class MetricsReport:
+    """Rows per task × method, GLUE averages, style samples; rendered as Rich, Markdown and CSV."""
+
+    rows: list[MetricsRow]
+    glue_averages: list[GlueAverage]
+    samples: dict[tuple[str, str, str], list[dict]]
+    notes: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- layout
+    @property
+    def _multi_model(self) -> bool:
+        return len({r.model for r in self.rows}) > 1
+
+    def _family_rows(self, family: str) -> list[MetricsRow]:
+        return [r for r in self.rows if r.family == family]
+
+    @staticmethod
+    def _uses_test(rows: list[MetricsRow]) -> bool:
+        return all(r.test for r in rows)
+
+    def _sections(self) -> list[_Section]:
+        sections = []
+        for family in FAMILY_ORDER:
+            rows = self._family_rows(family)
+            if not rows:
+                continue
+            sections.append(self._family_section(family, rows))
+            if family == "glue":
+                sections.append(self._glue_summary(rows))
+        return sections
+
+    def _family_section(self, family: str, rows: list[MetricsRow]) -> _Section:
+        use_test = self._uses_test(rows)
+        source = "test" if use_test else "best"
+        # One column per metric when every row has the same metrics (style tasks); otherwise
+        # (GLUE: MCC, accuracy, F1, correlations) a metric-name column and a free-text column.
+        uniform = (len({r.main_metric for r in rows}) == 1
+                   and len({tuple(getattr(r, source)) for r in rows}) == 1)
+
+        lead = ["Task", "Method"] + (["Model"] if self._multi_model else []) + ["n"]
+        right = [False] * (len(lead) - 1) + [True]
+        if uniform:
+            main = metric_label(rows[0].main_metric)
+            extra = [m for m in getattr(rows[0], source) if use_test or m != rows[0].main_metric]
+            headers = lead + [f"{main} (best)", f"{main} (final)"]
+            headers += [f"test {metric_label(m)}" if use_test else metric_label(m) for m in extra]
+            right += [True] * (2 + len(extra))
+        else:
+            extra = []
+            headers = lead + ["Metric", "Best", "Final", "Test metrics" if use_test else "Other metrics (best)"]
+            right += [False, True, True, False]
+        headers += ["Params (init → final)", "Time (s)"]
+        right += [False, True]
+
+        title = FAMILY_TITLES[family] + (" — other metrics on the test split" if use_test else "")
+        section = _Section(title=title, headers=headers, right=right)
+        previous_task = None
+        for row in rows:
+            if previous_task is not None and row.task != previous_task:
+                section.breaks.add(len(section.rows) - 1)
+            previous_task = row.task
+            cells = [row.task, row.method] + ([row.model] if self._multi_model else []) + [str(row.n)]
+            stats = getattr(row, source)
+            if uniform:
+                cells += [_stat_text(row.best_main), _stat_text(row.final_main)]
+                cells += [_stat_text(stats.get(m)) for m in extra]
+            else:
+                others = [(m, s) for m, s in stats.items() if use_test or m != row.main_metric]
+                cells += [metric_label(row.main_metric), _stat_text(row.best_main), _stat_text(row.final_main),
+                          "; ".join(f"{metric_label(m)} {s.text()}" for m, s in others) or "—"]
+            cells += [f"{_count_text(row.params_initial)} → {_count_text(row.params_final)}",
+                      "?" if row.train_time_s is None else f"{row.train_time_s:,.0f}"]
+            section.rows.append(cells)
+
+        if family == "glue" and self.glue_averages:
+            section.breaks.add(len(section.rows) - 1)
+            for avg in self.glue_averages:
+                cells = ["GLUE avg", avg.method] + ([avg.model] if self._multi_model else []) + [""]
+                if uniform:
+                    cells += [f"{avg.best:.2f}", "—" if avg.final is None else f"{avg.final:.2f}"]
+                    cells += [""] * len(extra)
+                else:
+                    cells += ["main", f"{avg.best:.2f}", "—" if avg.final is None else f"{avg.final:.2f}", ""]
+                cells += ["", ""]
+                section.rows.append(cells)
+        return section
+
+    def _glue_summary(self, rows: list[MetricsRow]) -> _Section:
+        tasks = sorted({r.task for r in rows}, key=_task_rank)
+        averages = {(a.method, a.model): a for a in self.glue_averages}
+        lead = ["Method"] + (["Model"] if self._multi_model else [])
+        headers = lead + [GLUE_LABELS.get(t.split("/", 1)[1], t) for t in tasks] + (["Avg"] if averages else [])
+        right = [False] * len(lead) + [True] * (len(headers) - len(lead))
+        mains = {t: next(r.main_metric for r in rows if r.task == t) for t in tasks}
+        caption = "Main metric per task: " + ", ".join(
+            f"{GLUE_LABELS.get(t.split('/', 1)[1], t)} {metric_label(mains[t])}" for t in tasks)
+        if averages:
+            caption += "; Avg only for methods with all eight GLUE tasks"
+        section = _Section(title="GLUE summary — main metric at the best checkpoint, mean over seeds",
+                           headers=headers, right=right, caption=caption)
+        by_key = {(r.task, r.method, r.model): r for r in rows}
+        for method, model in sorted({(r.method, r.model) for r in rows}, key=lambda k: (_method_rank(k[0]), k[1])):
+            cells = [method] + ([model] if self._multi_model else [])
+            for t in tasks:
+                row = by_key.get((t, method, model))
+                cells.append(f"{row.best_main.mean:.2f}" if row and row.best_main else "—")
+            if averages:
+                avg = averages.get((method, model))
+                cells.append(f"{avg.best:.2f}" if avg else "—")
+            section.rows.append(cells)
+        return section
+
+    # -------------------------------------------------------------- renderers
+    @property
+    def tables(self) -> list[Table]:
+        """Rich tables for the terminal: per family, plus the GLUE method × task summary."""
+        return [s.rich() for s in self._sections()]
+
+    def __rich__(self) -> Group:
+        notes = [Text(f"note: {n}", style="dim") for n in self.notes]
+        return Group(*self.tables, *notes)
+
+    def print(self, console: Console | None = None) -> None:
+        (console or Console()).print(self)
+
+    def header_markdown(self) -> str:
+        lines = [
+            "# Results",
+            "",
+            "Each cell is the **mean ± sample standard deviation** (ddof = 1) over the *n* seeds; the std is "
+            "left out when there is a single seed. Metrics are taken at the **best dev checkpoint** (the "
+            "evaluation with the highest main metric — the usual dev-set reporting); the *final* column is "
+            "the main metric at the last training step. Where every run of a table also has a held-out "
+            "test evaluation, that table's other metric columns are the test metrics (marked *test*).",
+            "",
+            "Metrics are percentages (0–100) except perplexity (PPL, lower is better). *Params* are the "
+            "trainable parameters at the start → at the end of training (SaLoRA removes closed components, "
+            "so its count shrinks); *Time* is the mean training wall-clock time in seconds. The GLUE average "
+            "is the mean of the eight tasks' main metrics and appears only for methods that have all eight.",
+        ]
+        return "\n".join(lines)
+
+    def to_markdown(self, relative_to: str | os.PathLike | None = None) -> str:
+        """The full Markdown report; run-folder links are made relative to `relative_to` if given."""
+        parts = [self.header_markdown()]
+        for section in self._sections():
+            block = f"## {section.title}\n\n{section.markdown()}"
+            if section.caption:
+                block += f"\n\n{section.caption}."
+            parts.append(block)
+        if self.samples:
+            parts.append(self._samples_markdown(relative_to))
+        parts.append(self._provenance_markdown(relative_to))
+        if self.notes:
+            parts.append("## Notes\n\n" + "\n".join(f"- {_md_escape(n)}" for n in self.notes))
+        return "\n\n".join(parts) + "\n"
+
+    @property
+    def markdown(self) -> str:
+        return self.to_markdown()
+
+    def _samples_markdown(self, relative_to) -> str:
+        out = ["## Sample rewrites",
+               f"The first {N_SAMPLES} lines of `generations.jsonl` of the first seed of each style row."]
+        for row in self.rows:
+            samples = self.samples.get((row.task, row.method, row.model))
+            if samples is None:
+                continue
+            run = row.runs[0]
+            where = _link(run.generations_path, relative_to)
+            title = f"### {row.task} · {row.method}" + (f" · {row.model}" if self._multi_model else "")
+            out.append(f"{title}\n\nseed {run.seed}, {where}")
+            if not samples:
+                out.append("_no generations.jsonl in this run folder_")
+                continue
+            section = _Section(title="", headers=["Source", "Target style", "Generation", "Reference"],
+                               right=[False] * 4)
+            for s in samples:
+                refs = s.get("references") or []
+                ref = refs[0] if isinstance(refs, list) and refs else (refs if isinstance(refs, str) else "")
+                section.rows.append([_clip(s.get("source", "")), _clip(s.get("target_style", "")),
+                                     _clip(s.get("generation", "")), _clip(ref)])
+            out.append(section.markdown())
+        return "\n\n".join(out)
+
+    def _provenance_markdown(self, relative_to) -> str:
+        section = _Section(title="", headers=["Task", "Method", "Seed", "Run folder", "Config", "Command"],
+                           right=[False, False, True, False, False, False])
+        for row in self.rows:
+            for run in row.runs:
+                section.rows.append([row.task, row.method, "" if run.seed is None else str(run.seed),
+                                     _link(run.path, relative_to), _link(run.config_path, relative_to, "config"),
+                                     _link(run.command_path, relative_to, "command")])
+        n = sum(len(r.runs) for r in self.rows)
+        return (f"## Runs\n\n<details><summary>{n} run folder(s): configuration and command line of "
+                f"each</summary>\n\n{section.markdown()}\n\n</details>")
+
+    @property
+    def csv(self) -> str:
+        """One CSV row per task × method (+ one per GLUE average); best-checkpoint metrics as
+        `<metric>_mean` / `<metric>_std`, test metrics as `test_<metric>_mean` / `_std`."""
+        best_names = _ordered_union(r.best for r in self.rows)
+        test_names = _ordered_union(r.test for r in self.rows)
+        header = ["family", "task", "method", "model", "n_seeds", "seeds", "main_metric",
+                  "main_best_mean", "main_best_std", "main_final_mean", "main_final_std"]
+        header += [f"{m}_{k}" for m in best_names for k in ("mean", "std")]
+        header += [f"test_{m}_{k}" for m in test_names for k in ("mean", "std")]
+        header += ["params_initial_mean", "params_final_mean", "train_time_s_mean"]
+
+        def num(x: float | None) -> str:
+            return "" if x is None else format(x, ".10g")
+
+        def pair(stat: Stat | None) -> list[str]:
+            return [num(stat.mean), num(stat.std)] if stat else ["", ""]
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        for row in self.rows:
+            line = [row.family, row.task, row.method, row.model, str(row.n),
+                    ";".join("" if s is None else str(s) for s in row.seeds), row.main_metric]
+            line += pair(row.best_main) + pair(row.final_main)
+            line += [v for m in best_names for v in pair(row.best.get(m))]
+            line += [v for m in test_names for v in pair(row.test.get(m))]
+            line += [num(row.params_initial), num(row.params_final), num(row.train_time_s)]
+            writer.writerow(line)
+        for avg in self.glue_averages:
+            line = ["glue", GLUE_AVERAGE_TASK, avg.method, avg.model, "", "", "glue_average",
+                    num(avg.best), "", num(avg.final), ""]
+            line += [""] * (len(header) - len(line))
+            writer.writerow(line)
+        return buf.getvalue()
+
+    def write(self, folder: str | os.PathLike, stem: str = "results") -> list[Path]:
+        """Write `<stem>.md` and `<stem>.csv` into `folder` (atomically); returns the paths."""
+        folder = Path(folder)
+        md, csv_path = folder / f"{stem}.md", folder / f"{stem}.csv"
+        atomic.write_text(md, self.to_markdown(relative_to=folder))
+        atomic.write_text(csv_path, self.csv)
+        return [md, csv_path]
+
+
+def _link(path: Path, relative_to, text: str | None = None) -> str:
+    target = Path(path)
+    if relative_to is not None:
+        try:
+            target = Path(os.path.relpath(Path(path).resolve(), Path(relative_to).resolve()))
+        except ValueError:  # another drive on Windows
+            target = Path(path)
+    shown = text or target.as_posix()
+    return f"[{shown}]({target.as_posix()})" if text else f"`{shown}`"
+
+
+def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
+    """Group runs by task × method (× model) and compute mean ± std over seeds.
+
+    Pass the RunScan from `find_runs` to carry its skip notes into the report.
+    """
+    notes = list(runs.notes) if isinstance(runs, RunScan) else []
+    runs = list(runs)
+    if not runs:
+        raise SaloraError("no runs to report")
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault((run.task, run.method, run.model), []).append(run)
+
+    rows = []
+    for key in sorted(groups, key=lambda k: (FAMILY_ORDER.index(groups[k][0].family), _task_rank(k[0]),
+                                             _method_rank(k[1]), k[2])):
+        group = groups[key]
+        if len({r.main_metric for r in group}) > 1:
+            notes.append(f"{key[0]} · {key[1]}: runs disagree on the main metric "
+                         f"({', '.join(sorted({r.main_metric for r in group}))}); using {group[0].main_metric}")
+        rows.append(MetricsRow.from_runs(group))
+
+    averages = []
+    for method, model in sorted({(r.method, r.model) for r in rows if r.family == "glue"},
+                                key=lambda k: (_method_rank(k[0]), k[1])):
+        per_task = {r.task.split("/", 1)[1]: r for r in rows
+                    if r.family == "glue" and r.method == method and r.model == model}
+        if not all(t in per_task and per_task[t].best_main for t in GLUE_TASKS):
+            continue
+        finals = [per_task[t].final_main for t in GLUE_TASKS]
+        averages.append(GlueAverage(
+            method=method, model=model,
+            best=statistics.fmean(per_task[t].best_main.mean for t in GLUE_TASKS),
+            final=statistics.fmean(f.mean for f in finals) if all(finals) else None,
+        ))
+
+    samples = {}
+    for row in rows:
+        if row.family == "style":
+            samples[(row.task, row.method, row.model)] = read_generations(row.runs[0].generations_path, N_SAMPLES)
+    return MetricsReport(rows=rows, glue_averages=averages, samples=samples, notes=notes)

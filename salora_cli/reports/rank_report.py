@@ -1,0 +1,296 @@
+"""Per-layer rank report of one adapter run: layer × role table, totals vs budget, figures.
+
+A cell is the learned rank of the matrices of that role in that layer. Llama's FFN input is two
+matrices per layer (gate_proj, up_proj), both with role ffn_in: the cell shows their sum and the
+column header / footnote says how many matrices it holds. GPT-2's fused c_attn has role "query".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from salora_cli import atomic
+from salora_cli.errors import SaloraError
+from salora_cli.reports.runs import RANKS_FILE, load_run, read_json
+
+# Display order; same names as salora_cli.adapters.config.ROLES (not imported: that pulls in torch).
+ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+NO_LAYER = -1  # modules outside the numbered blocks (explicit target_modules)
+
+
+def _md(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+@dataclass
+class RankReport:
+    """Learned ranks of one run, aggregated per (layer, role) cell."""
+
+    run_dir: Path
+    task: str
+    method: str
+    model: str
+    seed: int | None
+    r_init: int | None
+    budget_total: float | None
+    budget_avg: float | None
+    modules: list[dict]
+    trajectory: list[dict] = field(default_factory=list)
+    roles: list[str] = field(init=False)
+    layers: list[int] = field(init=False)
+    cells: dict[tuple[int, str], int] = field(init=False)  # summed rank
+    counts: dict[tuple[int, str], int] = field(init=False)  # matrices in the cell
+    names: dict[str, list[str]] = field(init=False)  # role -> module name endings in a multi-matrix cell
+
+    def __post_init__(self) -> None:
+        self.cells, self.counts, self.names = {}, {}, {}
+        for m in self.modules:
+            key = (m["layer"], m["role"])
+            self.cells[key] = self.cells.get(key, 0) + m["rank"]
+            self.counts[key] = self.counts.get(key, 0) + 1
+        for m in self.modules:
+            if self.counts[m["layer"], m["role"]] > 1:
+                ending = m["name"].rsplit(".", 1)[-1] if m["name"] else "?"
+                endings = self.names.setdefault(m["role"], [])
+                if ending not in endings:
+                    endings.append(ending)
+        present = {role for _, role in self.cells}
+        self.roles = [r for r in ROLES if r in present]
+        self.roles += sorted(present - set(ROLES))  # "custom" and any future role, after the six
+        numbered = [layer for layer, _ in self.cells if layer >= 0]
+        self.layers = list(range(max(numbered) + 1)) if numbered else []
+        if any(layer < 0 for layer, _ in self.cells):
+            self.layers.append(NO_LAYER)
+
+    # ---------------------------------------------------------------- totals
+    @property
+    def n_matrices(self) -> int:
+        return len(self.modules)
+
+    @property
+    def total(self) -> int:
+        return sum(self.cells.values())
+
+    @property
+    def initial_total(self) -> int:
+        return sum(m["r_init"] for m in self.modules if m.get("r_init") is not None)
+
+    @property
+    def row_totals(self) -> dict[int, int]:
+        return {layer: sum(v for (l, _), v in self.cells.items() if l == layer) for layer in self.layers}
+
+    @property
+    def col_totals(self) -> dict[str, int]:
+        return {role: sum(v for (_, r), v in self.cells.items() if r == role) for role in self.roles}
+
+    def budget_fraction(self) -> float | None:
+        return self.total / self.budget_total if self.budget_total else None
+
+    @property
+    def budget_line(self) -> str:
+        """"total 287 / budget 288 (99.7 %)"."""
+        frac = self.budget_fraction()
+        if frac is None:
+            return f"total {self.total} (no budget recorded)"
+        return f"total {self.total} / budget {self.budget_total:g} ({100 * frac:.1f} %)"
+
+    def role_shares(self) -> dict[str, float]:
+        """Fraction of the total learned rank held by each role."""
+        total = self.total
+        return {r: (v / total if total else 0.0) for r, v in self.col_totals.items()}
+
+    def layer_shares(self) -> dict[int, float]:
+        """Fraction of the total learned rank held by each numbered layer."""
+        total = self.total
+        return {l: (v / total if total else 0.0) for l, v in self.row_totals.items() if l >= 0}
+
+    # ---------------------------------------------------------------- labels
+    @property
+    def label(self) -> str:
+        return self.task
+
+    def uniform_count(self, role: str) -> int | None:
+        """The number of matrices per cell of `role` when it is the same in every layer."""
+        counts = {c for (_, r), c in self.counts.items() if r == role}
+        return counts.pop() if len(counts) == 1 else None
+
+    def role_label(self, role: str) -> str:
+        count = self.uniform_count(role)
+        return f"{role} ×{count}" if count and count > 1 else role
+
+    @staticmethod
+    def layer_label(layer: int) -> str:
+        return "other" if layer == NO_LAYER else str(layer)
+
+    def cell_text(self, layer: int, role: str) -> str:
+        if (layer, role) not in self.cells:
+            return "–"
+        text = str(self.cells[layer, role])
+        count = self.counts[layer, role]
+        if count > 1 and self.uniform_count(role) is None:
+            text += f" (×{count})"
+        return text
+
+    def subtitle(self) -> str:
+        parts = [self.model, f"seed {self.seed}" if self.seed is not None else None, self.budget_line,
+                 f"r_init {self.r_init}" if self.r_init is not None else None]
+        return " · ".join(p for p in parts if p)
+
+    def footnotes(self) -> list[str]:
+        notes = []
+        for role, endings in self.names.items():
+            count = self.uniform_count(role)
+            how = f"{count} matrices" if count else "several matrices"
+            notes.append(f"{role}: each cell is the sum over {how} per layer ({' + '.join(endings)})")
+        if any(m["name"].endswith("c_attn") for m in self.modules):
+            notes.append("query: GPT-2's fused c_attn matrix (query, key and value projections in one)")
+        if NO_LAYER in self.layers:
+            notes.append("other: adapted matrices outside the numbered transformer blocks")
+        return notes
+
+    def summary_lines(self) -> list[str]:
+        lines = [self.budget_line]
+        if self.initial_total:
+            lines.append(f"initial {self.initial_total} ({self.n_matrices} matrices"
+                         + (f" × r_init {self.r_init}" if self.r_init else "") + ")"
+                         + (f", now {self.total / self.n_matrices:.2f} per matrix on average"
+                            if self.n_matrices else ""))
+        return lines
+
+    # ------------------------------------------------------------- renderers
+    def _body(self) -> tuple[list[str], list[list[str]], list[str]]:
+        headers = ["Layer"] + [self.role_label(r) for r in self.roles] + ["Total"]
+        rows = [[self.layer_label(layer)] + [self.cell_text(layer, r) for r in self.roles]
+                + [str(self.row_totals[layer])] for layer in self.layers]
+        col = self.col_totals
+        footer = ["Total"] + [str(col[r]) for r in self.roles] + [str(self.total)]
+        return headers, rows, footer
+
+    @property
+    def table(self) -> Table:
+        """The layer × role table for the terminal."""
+        headers, rows, footer = self._body()
+        table = Table(title=f"Learned ranks — {self.task} · {self.method}", title_style="bold",
+                      header_style="bold", caption=" · ".join(self.summary_lines()),
+                      caption_justify="left")
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+        for i, row in enumerate(rows):
+            table.add_row(*row, end_section=i == len(rows) - 1)
+        table.add_row(*footer, style="bold")
+        return table
+
+    def __rich__(self) -> Group:
+        notes = [Text(f"* {n}", style="dim") for n in self.footnotes()]
+        return Group(self.table, *notes)
+
+    def print(self, console: Console | None = None) -> None:
+        (console or Console()).print(self)
+
+    @property
+    def markdown(self) -> str:
+        headers, rows, footer = self._body()
+
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(_md(c) for c in cells) + " |"
+
+        table = [line(headers), "|---|" + "|".join("---:" for _ in headers[1:]) + "|"]
+        table += [line(r) for r in rows]
+        table.append(line([f"**{c}**" for c in footer]))
+        parts = [
+            f"# Learned ranks — {self.task} · {self.method}",
+            f"Model {self.model}" + (f", seed {self.seed}" if self.seed is not None else "")
+            + f". Each cell is the rank learned for that layer's matrix of that role at the end of "
+            "training (components removed by the gates no longer count); – marks a matrix that is "
+            "not adapted.",
+            "\n".join(table),
+            "**" + self.summary_lines()[0] + "**" + "".join(f" — {s}" for s in self.summary_lines()[1:]),
+        ]
+        notes = self.footnotes()
+        if notes:
+            parts.append("\n".join(f"- {_md(n)}" for n in notes))
+        if self.trajectory:
+            first, last = self.trajectory[0], self.trajectory[-1]
+            if "total_rank" in first and "total_rank" in last:
+                parts.append(f"Total rank {first['total_rank']} at step {first.get('step', 0)} → "
+                             f"{last['total_rank']} at step {last.get('step', '?')}.")
+        parts.append("![rank heatmap](ranks_heatmap.png)\n\n![rank trajectory](rank_trajectory.png)")
+        modules = "\n".join(f"| {_md(m['name'])} | {m['role']} | {self.layer_label(m['layer'])} | "
+                            f"{m['rank']} | {'' if m.get('r_init') is None else m['r_init']} |"
+                            for m in self.modules)
+        parts.append(f"<details><summary>All {self.n_matrices} adapted matrices</summary>\n\n"
+                     "| Module | Role | Layer | Rank | r_init |\n|---|---|---:|---:|---:|\n"
+                     f"{modules}\n\n</details>")
+        parts.append("Provenance: [config.yaml](config.yaml), [command.txt](command.txt), "
+                     "[metrics.json](metrics.json), [ranks.json](ranks.json).")
+        return "\n\n".join(parts) + "\n"
+
+    def write(self, run_dir: str | os.PathLike | None = None) -> list[Path]:
+        """Write ranks.md, ranks_heatmap.png and rank_trajectory.png into the run folder."""
+        from salora_cli.reports import figures  # matplotlib only when figures are drawn
+
+        out = Path(run_dir) if run_dir is not None else self.run_dir
+        md = out / "ranks.md"
+        atomic.write_text(md, self.markdown)
+        heatmap = figures.rank_heatmap(self, out / "ranks_heatmap.png")
+        trajectory = figures.rank_trajectory(self, out / "rank_trajectory.png")
+        return [md, heatmap, trajectory]
+
+
+def _module(raw: Any, index: int, path: Path, r_init: int | None) -> dict:
+    if not isinstance(raw, dict):
+        raise SaloraError(f"{path} is corrupted (module {index} is not an object)")
+    role, rank = raw.get("role"), raw.get("rank")
+    if not isinstance(role, str) or not role:
+        raise SaloraError(f"{path} is corrupted (module {index} has no role)")
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)) or rank < 0 or rank != int(rank):
+        raise SaloraError(f"{path} is corrupted (module {index} has rank {rank!r}, not a whole number ≥ 0)")
+    layer = raw.get("layer")
+    layer = int(layer) if isinstance(layer, (int, float)) and not isinstance(layer, bool) and layer >= 0 else NO_LAYER
+    init = raw.get("r_init", r_init)
+    return {"name": str(raw.get("name") or ""), "role": role, "layer": layer, "rank": int(rank),
+            "r_init": int(init) if isinstance(init, (int, float)) and not isinstance(init, bool) else None}
+
+
+def build_rank_report(run_dir: str | os.PathLike) -> RankReport:
+    """Read a run folder's metrics.json and ranks.json into a RankReport."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    path = run_dir / RANKS_FILE
+    if not path.is_file():
+        raise SaloraError(f"{run_dir} has no {RANKS_FILE} (only adapter methods such as salora, lora "
+                          f"and adalora record learned ranks; this run is '{run.method}')")
+    data = read_json(path, RANKS_FILE)
+    if not isinstance(data, dict) or not isinstance(data.get("modules"), list):
+        raise SaloraError(f"{path} is corrupted (no list of modules)")
+    if not data["modules"]:
+        raise SaloraError(f"{path} lists no adapted modules")
+
+    def number(key: str) -> float | None:
+        v = data.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    r_init = number("r_init")
+    r_init = int(r_init) if r_init is not None else None
+    modules = [_module(m, i, path, r_init) for i, m in enumerate(data["modules"])]
+    trajectory = [p for p in data.get("trajectory") or [] if isinstance(p, dict)]
+    return RankReport(run_dir=run_dir, task=run.task, method=run.method, model=run.model, seed=run.seed,
+                      r_init=r_init, budget_total=number("budget_total"), budget_avg=number("budget_avg"),
+                      modules=modules, trajectory=trajectory)
+
+
+def compare_rank_distributions(rank_reports: Sequence[RankReport], out_png: str | os.PathLike,
+                               title: str | None = None) -> Path:
+    """One figure comparing how the learned rank is spread over roles and depth across runs."""
+    reports = list(rank_reports)
+    if not reports:
+        raise SaloraError("no rank reports to compare")
+    from salora_cli.reports import figures
+
+    return figures.rank_distributions(reports, out_png, title=title)

@@ -1,0 +1,100 @@
+"""The run folder: what it holds, and writing it safely.
+
+    config.yaml     resolved config (YAML < CLI)        command.txt   the exact command line
+    env.json        versions, device, processes          log.jsonl     one JSON line per logged step
+    metrics.json    every evaluation, best and final     ranks.json    learned ranks and trajectory
+    adapter/        final weights (safetensors)          best/         best checkpoint's weights
+    checkpoints/last/  resumable state (weights, optimizer, scheduler, RNG, data position)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from salora_cli import atomic
+from salora_cli.config import RunConfig, build_config, to_yaml
+from salora_cli.errors import SaloraError
+
+DEFAULT_RUNS = Path("runs")
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    task = cfg.task.replace("/", "-")
+    return DEFAULT_RUNS / f"{task}_{cfg.method}_seed{cfg.train.seed}"
+
+
+def is_finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "finished"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def prepare(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool = False) -> None:
+    """Create the run folder; never clobber an existing run unless asked."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif not resume:
+            raise SaloraError(f"run folder {run_dir} already exists; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --out")
+        else:
+            saved = load_config(run_dir)
+            if saved.to_dict() != cfg.to_dict():
+                raise SaloraError(f"--resume: the config differs from the one saved in {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(run_dir / "config.yaml", to_yaml(cfg))
+    atomic.write_text(run_dir / "command.txt", shlex.join(sys.argv) + "\n")
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise SaloraError(f"{run_dir} is not a run folder (config.yaml missing)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SaloraError(f"{path} is not valid YAML") from exc
+    return build_config(data or {})
+
+
+def environment(num_processes: int, device: str, mixed_precision: str) -> dict:
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "accelerate": accelerate.__version__,
+        "device": device, "num_processes": num_processes, "mixed_precision": mixed_precision,
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def append_log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def replace_folder(target: Path, write) -> None:
+    """Write a folder via `write(tmp)` then swap it in, so a crash never leaves half a checkpoint."""
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,245 @@
+"""One training loop for every task and method, on accelerate.
+
+    step:  loss = task loss + method regulariser (orthogonality, budget Lagrangian)
+           backward; optimizer + scheduler step; method.after_step (dual ascent, removal, AdaLoRA
+           allocation); zero_grad
+    eval:  every `eval_every` steps and at the end; the best checkpoint (by the task's main metric)
+           is kept among checkpoints that are at the final budget, the final one is reported too.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from torch.utils.data import DataLoader
+from transformers import get_linear_schedule_with_warmup
+
+import tasks
+from salora_cli import atomic, run_dir as rd
+from salora_cli.config import RunConfig
+from salora_cli.errors import SaloraError
+from salora_cli.methods import Method, build_method
+
+
+@dataclass
+class LoopState:
+    """Everything about progress that a checkpoint must restore."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    evals: list = field(default_factory=list)
+    best: dict | None = None
+    trajectory: list = field(default_factory=list)
+    train_time_s: float = 0.0
+    initial_trainable: int = 0
+
+
+def subset(examples: list, n: int | None, seed: int) -> list:
+    if n is None or n >= len(examples):
+        return examples
+    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in idx]
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None):
+        self.cfg = cfg
+        self.out = out
+        self.console = console or Console()
+        t = cfg.train
+        set_seed(t.seed)
+        self.task = tasks.get(cfg.task)
+        if hasattr(self.task, "configure"):
+            self.task.configure(**cfg.task_options)
+        elif cfg.task_options:
+            raise SaloraError(f"task {cfg.task} takes no task_options")
+        splits = self.task.load_splits(cfg.data_dir, max_train_samples=t.max_train_samples, seed=t.seed)
+        self.train_set = splits["train"]
+        self.eval_set = subset(splits[self.task.eval_split], t.max_eval_samples, t.seed)
+        self.model, self.tokenizer = self.task.build_model(cfg.model)
+
+        self.accelerator = Accelerator(
+            mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accum,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+        per_epoch = math.ceil(len(self.train_set) / (t.batch_size * t.grad_accum
+                                                      * self.accelerator.num_processes))
+        self.steps_per_epoch = max(per_epoch, 1)
+        self.total_steps = t.max_steps or max(1, int(round(t.epochs * self.steps_per_epoch)))
+        self.eval_every = t.eval_every or self.steps_per_epoch
+
+        self.method: Method = build_method(self.model, cfg, self.total_steps)
+        self.model = self.method.model  # peft's AdaLoRA wraps the model
+        self.optimizer = torch.optim.AdamW(self.method.param_groups(t.lr, t.weight_decay), lr=t.lr)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(t.warmup_fraction * self.total_steps), self.total_steps)
+        loader = DataLoader(self.train_set, batch_size=t.batch_size, shuffle=True,
+                            collate_fn=partial(self.task.collate, self.tokenizer, max_length=t.max_length))
+        self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
+            self.model, self.optimizer, loader, self.scheduler)
+        self.state = LoopState(initial_trainable=self.method.trainable_count())
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict:
+        acc, t = self.accelerator, self.cfg.train
+        if acc.is_main_process:
+            atomic.write_json(self.out / "env.json", rd.environment(
+                acc.num_processes, str(acc.device), t.mixed_precision))
+        self._record_ranks()
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=self.console, disable=not acc.is_main_process)
+        started = time.perf_counter()
+        with progress:
+            bar = progress.add_task(f"{self.cfg.task} {self.cfg.method}", total=self.total_steps,
+                                    completed=self.state.step, info="")
+            while self.state.step < self.total_steps:
+                self.loader.set_epoch(self.state.epoch)
+                for batch in self.loader:
+                    logs = self._train_batch(batch)
+                    if logs is None:
+                        continue  # accumulating
+                    progress.update(bar, completed=self.state.step, info=self._info(logs))
+                    if self.state.step % t.log_every == 0 or self.state.step == 1:
+                        self._log(logs)
+                    if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
+                        self._evaluate_and_keep(started)
+                    if self.state.step >= self.total_steps:
+                        break
+                self.state.epoch += 1
+        events = self.method.finish(self.optimizer)
+        if events:
+            self._log({"step": self.state.step, **events})
+        self.state.train_time_s += time.perf_counter() - started
+        final = self._evaluate_and_keep(started, final=True)
+        return self._write_results(final)
+
+    def _train_batch(self, batch) -> dict | None:
+        acc = self.accelerator
+        self.model.train()
+        with acc.accumulate(self.model):
+            out = self.model(**batch)
+            task_loss = out.loss
+            reg, logs = self.method.regularizer(self.state.step + 1)
+            loss = task_loss if reg is None else task_loss + reg
+            if not torch.isfinite(loss.detach()):
+                raise SaloraError(f"non-finite loss ({float(loss):.4g}) at step {self.state.step + 1}; "
+                                  "stopping (lower the learning rate); earlier results are kept")
+            acc.backward(loss)
+            if not acc.sync_gradients:
+                return None
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state.step += 1
+            events = self.method.after_step(self.state.step, self.optimizer)
+            self.optimizer.zero_grad(set_to_none=True)
+        if events.get("removed") or events.get("frozen"):
+            self._record_ranks()
+        return {"step": self.state.step, "loss": float(loss.detach()),
+                "task_loss": float(task_loss.detach()), "lr": self.scheduler.get_last_lr()[0],
+                **logs, **{k: v for k, v in events.items() if v}}
+
+    def _info(self, logs: dict) -> str:
+        info = f"loss {logs['task_loss']:.3f}"
+        if "expected_rank" in logs:
+            info += f" · rank {logs['expected_rank']:.2f}/{logs['target_rank']:.2f}"
+        return info
+
+    def _log(self, logs: dict) -> None:
+        if self.accelerator.is_main_process:
+            rd.append_log(self.out, logs)
+        if self.state.step % max(self.cfg.train.log_every, 1) == 0:
+            self._record_ranks()
+
+    def _record_ranks(self) -> None:
+        point = self.method.rank_point(self.state.step)
+        if point is None:
+            return
+        modules = self.method.rank_modules() or []
+        per_role: dict[str, int] = {}
+        for m in modules:
+            per_role[m["role"]] = per_role.get(m["role"], 0) + m["rank"]
+        entry = {"step": self.state.step, **point, "per_role": per_role}
+        if self.state.trajectory and self.state.trajectory[-1]["step"] == self.state.step:
+            self.state.trajectory[-1] = entry
+        else:
+            self.state.trajectory.append(entry)
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        with torch.no_grad():
+            metrics = self.task.evaluate(model, self.tokenizer, self.eval_set,
+                                         batch_size=self.cfg.train.eval_batch_size,
+                                         max_length=self.cfg.train.max_length,
+                                         device=self.accelerator.device)
+        model.train()
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _evaluate_and_keep(self, started: float, final: bool = False) -> dict:
+        metrics = self.evaluate()
+        step = self.state.step
+        record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3),
+                  "split": self.task.eval_split, "metrics": metrics,
+                  "at_budget": self.method.budget_met(step)}
+        self.state.evals.append(record)
+        main = metrics[self.task.main_metric]
+        best = self.state.best
+        if record["at_budget"] and (best is None or main > best["metrics"][self.task.main_metric]):
+            self.state.best = {"step": step, "metrics": metrics}
+            if self.accelerator.is_main_process:
+                rd.replace_folder(self.out / "best", self.method.save)
+        if self.accelerator.is_main_process:
+            self.console.print(f"  step {step}: {self.task.main_metric} = {main:.2f}"
+                               + ("" if record["at_budget"] else " (before the final budget)"))
+        return record
+
+    # --------------------------------------------------------------- results
+    def _write_results(self, final: dict) -> dict:
+        self._record_ranks()
+        metrics = {
+            "task": self.cfg.task, "method": self.cfg.method, "seed": self.cfg.train.seed,
+            "model": self.cfg.model, "main_metric": self.task.main_metric,
+            "evals": self.state.evals, "best": self.state.best,
+            "final": {"step": final["step"], "metrics": final["metrics"]},
+            "trainable_params": {"initial": self.state.initial_trainable,
+                                 "final": self.method.trainable_count()},
+            "train_time_s": round(self.state.train_time_s, 2), "steps": self.total_steps,
+            "train_examples": len(self.train_set), "eval_examples": len(self.eval_set),
+            "status": "finished",
+        }
+        if not self.accelerator.is_main_process:
+            return metrics
+        rd.replace_folder(self.out / "adapter", self.method.save)
+        modules = self.method.rank_modules()
+        if modules is not None:
+            a = self.cfg.adapter
+            atomic.write_json(self.out / "ranks.json", {
+                "method": self.cfg.method, "task": self.cfg.task, "r_init": a.r_init,
+                "budget_avg": a.budget_rank() if self.cfg.method != "lora" else a.r_init,
+                "budget_total": int(a.budget_rank() * len(modules) + 1e-9)
+                if self.cfg.method != "lora" else a.r_init * len(modules),
+                "n_matrices": len(modules), "modules": modules, "trajectory": self.state.trajectory})
+        atomic.write_json(self.out / "metrics.json", metrics)
+        return metrics
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: RunConfig, out: Path, console: Console | None = None) -> dict:
+    return Trainer(cfg, out, console).run()
