@@ -81,15 +81,26 @@ class BudgetController:
 
 
 def orthogonality_penalty(layers) -> torch.Tensor | None:
-    """Mean over gated matrices of ‖AAᵀ − I‖²_F + ‖BᵀB − I‖²_F (rank-0 matrices are skipped)."""
-    terms = []
+    """Mean over gated matrices of ‖AAᵀ − I‖²_F + ‖BᵀB − I‖²_F (rank-0 matrices are skipped).
+
+    Matrices of equal shape are stacked and done in one batched product: a per-step regulariser
+    over dozens of tiny matrices is otherwise dominated by per-op overhead.
+    """
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    count = 0
     for layer in layers:
-        r = layer.rank
-        if not layer.gated or r == 0:
+        if not layer.gated or layer.rank == 0:
             continue
-        eye = torch.eye(r, device=layer.lora_A.device, dtype=layer.lora_A.dtype)
-        terms.append(((layer.lora_A @ layer.lora_A.T - eye) ** 2).sum()
-                     + ((layer.lora_B.T @ layer.lora_B - eye) ** 2).sum())
-    if not terms:
+        count += 1
+        groups.setdefault(("A",) + tuple(layer.lora_A.shape), []).append(layer.lora_A)
+        groups.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B.T)
+    if not count:
         return None
-    return torch.stack(terms).mean()
+    total = None
+    for mats in groups.values():
+        stacked = torch.stack(mats)  # (n, r, d): rows should be orthonormal
+        gram = stacked @ stacked.transpose(1, 2)
+        eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+        term = (gram - eye).pow(2).sum()
+        total = term if total is None else total + term
+    return total / count

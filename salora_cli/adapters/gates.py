@@ -22,8 +22,8 @@ class HardConcrete:
 
     def sample(self, log_alpha: torch.Tensor) -> torch.Tensor:
         """A fresh stochastic gate per component (training)."""
-        u = torch.rand_like(log_alpha).clamp(_EPS, 1.0 - _EPS)
-        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / self.temperature)
+        u = torch.rand_like(log_alpha).clamp_(_EPS, 1.0 - _EPS)
+        s = torch.sigmoid((torch.logit(u) + log_alpha) / self.temperature)
         return (s * (self.high - self.low) + self.low).clamp(0.0, 1.0)
 
     def deterministic(self, log_alpha: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ class AdaptedLinear(nn.Module):
             self.register_parameter("log_alpha", None)
         self.merged = False
         self.structure_frozen = False  # gates fixed at their deterministic value
+        self._coef: torch.Tensor | None = None  # this forward's s·λ⊙z, set by component_scales
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -74,18 +75,10 @@ class AdaptedLinear(nn.Module):
     def rank(self) -> int:
         return self.lora_A.shape[0]
 
-    def gate_values(self) -> torch.Tensor | None:
-        """z for this forward: sampled in training, deterministic in eval or once frozen."""
-        if self.gates is None:
-            return None
-        if self.training and not self.structure_frozen:
-            return self.gates.sample(self.log_alpha)
-        return self.gates.deterministic(self.log_alpha)
-
-    def component_scale(self) -> torch.Tensor | None:
-        """λ ⊙ z per component (None for plain LoRA)."""
-        z = self.gate_values()
-        return None if z is None else self.lora_lambda * z
+    @property
+    def stochastic(self) -> bool:
+        """Whether this forward samples its gates (training, structure not yet frozen)."""
+        return self.gates is not None and self.training and not self.structure_frozen
 
     def expected_rank(self) -> torch.Tensor:
         if self.gates is None:
@@ -104,9 +97,13 @@ class AdaptedLinear(nn.Module):
         if self.merged or self.rank == 0:
             return out
         h = F.linear(self.dropout(x), self.lora_A)
-        coef = self.component_scale()
-        # fold the scale into the r-vector: one tiny op instead of one over the whole output
-        h = h * (coef * self.scaling) if coef is not None else h * self.scaling
+        if self.gates is None:
+            h = h * self.scaling
+        else:
+            # s·λ⊙z, precomputed for every layer at once by the model-level hook (see
+            # AdapterSet) or, when this layer is called on its own, computed here
+            coef = self._coef if self._coef is not None else component_scales([self])[0]
+            h = h * coef
         return out + F.linear(h, self.lora_B)
 
     # ----------------------------------------------------------------- merge
@@ -182,6 +179,33 @@ class AdaptedLinear(nn.Module):
     def extra_repr(self) -> str:
         kind = "salora" if self.gated else "lora"
         return f"{kind}, rank={self.rank}/{self.r_init}, in={self.in_features}, out={self.out_features}"
+
+
+def component_scales(layers: list[AdaptedLinear]) -> list[torch.Tensor | None]:
+    """s · λ ⊙ z for each layer (None for ungated or rank-0 layers), in a few batched ops.
+
+    Sampling dozens of tiny gate vectors one layer at a time costs more in per-op overhead than
+    the gates themselves; concatenating them makes SaLoRA's forward cost that of plain LoRA plus
+    a constant handful of ops.
+    """
+    out: list[torch.Tensor | None] = [None] * len(layers)
+    for stochastic in (True, False):
+        idx = [i for i, l in enumerate(layers) if l.gates is not None and l.rank and l.stochastic == stochastic]
+        if not idx:
+            continue
+        chosen = [layers[i] for i in idx]
+        gates = chosen[0].gates
+        log_alpha = torch.cat([l.log_alpha for l in chosen])
+        z = gates.sample(log_alpha) if stochastic else gates.deterministic(log_alpha)
+        scales = {l.scaling for l in chosen}
+        coef = torch.cat([l.lora_lambda for l in chosen]) * z
+        if len(scales) == 1:
+            coef = coef * scales.pop()
+        else:
+            coef = coef * torch.cat([coef.new_full((l.rank,), l.scaling) for l in chosen])
+        for i, c in zip(idx, coef.split([l.rank for l in chosen])):
+            out[i] = c
+    return out
 
 
 def _orthonormal(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:

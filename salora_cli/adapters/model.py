@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from salora_cli.adapters.config import ROLES, AdapterConfig
 from salora_cli.adapters.gates import HardConcrete
-from salora_cli.adapters.layer import AdaptedLinear
+from salora_cli.adapters.layer import AdaptedLinear, component_scales
 from salora_cli.errors import SaloraError
 
 _BERT_LIKE = {
@@ -111,6 +111,20 @@ class AdapterSet:
         self.model = model
         self.cfg = cfg
         self.modules = modules
+        if cfg.gated:
+            # Batch the gate computation of all layers once per model forward; clear it after,
+            # even on error, so a later direct call of a submodule never sees stale gates.
+            self._hooks = (model.register_forward_pre_hook(self._set_scales),
+                           model.register_forward_hook(self._clear_scales, always_call=True))
+
+    def _set_scales(self, module, args) -> None:
+        layers = [m.module for m in self.modules]
+        for layer, coef in zip(layers, component_scales(layers)):
+            layer._coef = coef
+
+    def _clear_scales(self, module, args, output) -> None:
+        for m in self.modules:
+            m.module._coef = None
 
     def __iter__(self):
         return iter(m.module for m in self.modules)
@@ -131,7 +145,13 @@ class AdapterSet:
 
     def expected_rank_avg(self) -> torch.Tensor:
         """Differentiable average expected rank per adapted matrix (rank-0 matrices count 0)."""
-        return torch.stack([layer.expected_rank() for layer in self]).sum() / len(self)
+        gated = [layer for layer in self if layer.gated and layer.rank]
+        fixed = sum(layer.rank for layer in self if not layer.gated)
+        if not gated:
+            return torch.tensor(float(fixed) / len(self))
+        # one sigmoid over all gates rather than one per matrix (per-op overhead dominates)
+        log_alpha = torch.cat([layer.log_alpha for layer in gated])
+        return (gated[0].gates.prob_open(log_alpha).sum() + fixed) / len(self)
 
     def stats(self) -> list[dict]:
         """Per-module rank and gate statistics; cheap (a few tiny reductions per module)."""
