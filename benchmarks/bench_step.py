@@ -24,7 +24,7 @@ def build(variant: str, seed: int = 0):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from salora_cli.adapters import AdapterConfig, attach
+    from salora_cli.adapters import AdapterConfig, MethodHooks, attach
     from salora_cli.models import resolve_model
 
     torch.manual_seed(seed)
@@ -40,7 +40,9 @@ def build(variant: str, seed: int = 0):
             modules_to_save=["classifier"]))
     else:
         method = "lora" if variant == "our LoRA" else "salora"
-        adapters = attach(model, AdapterConfig(method=method, r_init=R_INIT, budget=4),
+        # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step
+        adapters = attach(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
+                                               ramp_end=0.0),
                           modules_to_save=["classifier"])
         if variant == "SaLoRA pruned to r=4":
             g = torch.Generator().manual_seed(seed)
@@ -49,9 +51,15 @@ def build(variant: str, seed: int = 0):
                     layer.log_alpha[torch.randperm(R_INIT, generator=g)[:8]] = -10.0
             adapters.remove_closed()
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    hooks = None
+    if adapters is not None:
+        # a long schedule: the structure never freezes and nothing is pruned while timing
+        hooks = MethodHooks(adapters, total_steps=10**9)
+        params = adapters.parameter_groups(1e-4)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    return model, opt, adapters
+    return model, opt, hooks
 
 
 def batch(seed: int = 0):
@@ -61,14 +69,17 @@ def batch(seed: int = 0):
             "labels": torch.randint(0, 2, (BATCH,), generator=g)}
 
 
-def train_step(model, opt, adapters, data):
+def train_step(model, opt, hooks, data):
+    """One optimizer step exactly as the training loop does it (method hooks included)."""
     loss = model(**data).loss
-    if adapters is not None and adapters.cfg.gated:  # the method's per-step extras count too
-        from salora_cli.adapters.budget import orthogonality_penalty
-        loss = loss + 0.1 * orthogonality_penalty(adapters) + 0.01 * adapters.expected_rank_avg()
-    opt.zero_grad(set_to_none=True)
+    reg, _ = hooks.regularizer(1) if hooks is not None else (None, {})
+    if reg is not None:
+        loss = loss + reg
     loss.backward()
     opt.step()
+    if hooks is not None:
+        hooks.after_step(1, opt)
+    opt.zero_grad(set_to_none=True)
 
 
 def _proc_status_kb(field: str) -> int:
@@ -130,7 +141,8 @@ def main() -> None:
 
     # inference: merged SaLoRA vs the plain base model
     base, _, _ = build("base (frozen, head only)")
-    salora, _, adapters = build("SaLoRA pruned to r=4")
+    salora, _, hooks = build("SaLoRA pruned to r=4")
+    adapters = hooks.adapters
     with torch.no_grad():
         for layer in adapters:
             layer.lora_lambda.normal_()

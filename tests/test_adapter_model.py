@@ -150,23 +150,29 @@ def test_target_schedule_and_projected_ascent():
     assert 8 < ctl.target(20) < 12 and ctl.target(30) < ctl.target(20)
     assert ctl.target(50) == ctl.target(90) == 8
     assert not ctl.should_freeze(79) and ctl.should_freeze(80)
-    # below target: the multiplier never goes negative
+    # below target: the multiplier never goes negative, and there is no pressure
     for step in range(60, 70):
         ctl.ascend(7.0, step)
     assert ctl.state.integral == 0.0
-    assert float(ctl.penalty(torch.tensor(7.0), 60)) == 0.0
-    # above target: pressure builds by ascent and reacts at once via the damping term
-    for step in range(60, 70):
-        ctl.ascend(9.0, step)
-    assert ctl.state.integral == pytest.approx(10 * cfg.multiplier_lr)
-    ctl.penalty(torch.tensor(9.0), 70)
-    assert ctl.state.multiplier == pytest.approx(ctl.state.integral + cfg.multiplier_damping)
-    ctl.penalty(torch.tensor(7.9), 70)
-    assert ctl.state.multiplier == pytest.approx(max(0.0, ctl.state.integral - 0.1 * cfg.multiplier_damping))
+    assert ctl.pressure(7.0, 60) == 0.0
+    # above target and not closing the gap: pressure builds by ascent ...
+    for step, s_hat in zip(range(60, 70), [9.0 + 0.01 * i for i in range(10)]):
+        ctl.ascend(s_hat, step)
+    assert ctl.state.integral == pytest.approx(sum(1.0 + 0.01 * i for i in range(10)) * cfg.multiplier_lr)
+    # ... and the proportional term reacts at once
+    assert ctl.pressure(9.0, 70) == pytest.approx(ctl.state.integral + cfg.multiplier_damping)
+    assert ctl.pressure(7.9, 70) == pytest.approx(max(0.0, ctl.state.integral - 0.1 * cfg.multiplier_damping))
+    # anti-windup: while ŝ is above t but closing the gap, the integral holds still
+    held = ctl.state.integral
+    for step, s_hat in zip(range(70, 75), [8.9, 8.7, 8.5, 8.3, 8.1]):
+        ctl.ascend(s_hat, step)
+    assert ctl.state.integral == pytest.approx(held)
 
 
-def test_equality_form_ascends_both_multipliers():
+def test_equality_form_can_push_gates_back_up():
     cfg = AdapterConfig(r_init=12, budget=8, budget_form="equality")
     ctl = BudgetController(cfg, total_steps=10)
-    ctl.ascend(7.0, 10)
+    for _ in range(5):
+        ctl.ascend(7.0, 10)
     assert ctl.state.integral < 0 < ctl.state.quadratic
+    assert ctl.pressure(7.0, 10) < 0  # below target: negative pressure reopens gates

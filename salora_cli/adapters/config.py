@@ -47,7 +47,7 @@ class AdapterConfig:
     gate_low: float = -0.1
     gate_high: float = 1.1
     gate_init_log_alpha: float = 2.5  # deterministic gate = 1 needs log α ≥ log(11) ≈ 2.4
-    gate_lr: float = 0.05
+    gate_lr: float = 0.05  # Adam on the task gradient; the budget push is gate_lr · μ per step
 
     # c · (‖AAᵀ − I‖² + ‖BᵀB − I‖²), averaged over adapted matrices.
     orth_reg: float = 0.1

@@ -1,10 +1,13 @@
 """The method's side of the training loop: two calls per optimizer step.
 
-    loss = task_loss + hooks.regularizer(step)      # orthogonality + budget Lagrangian
+    loss = task_loss + hooks.regularizer(step)      # orthogonality penalty
     loss.backward(); optimizer.step()
-    hooks.after_step(step, optimizer)               # dual ascent, removal, freeze
+    hooks.after_step(step, optimizer)               # gates: Adam on the task gradient, then the
+    optimizer.zero_grad()                           # budget pressure; dual ascent; removal; freeze
 
-Plain LoRA uses the same hooks; they simply have nothing to do.
+The gates (log α) have their own Adam, owned here, at a constant rate, and the budget term of the
+Lagrangian is applied to them decoupled from it (see adapters/budget.py for why).
+Plain LoRA uses the same hooks; they have nothing to do.
 """
 from __future__ import annotations
 
@@ -20,7 +23,13 @@ class MethodHooks:
         self.cfg = adapters.cfg
         self.total_steps = total_steps
         self.controller = BudgetController(self.cfg, total_steps) if self.cfg.gated else None
-        self._last_expected: float | None = None
+        # foreach: one kernel per op over all gate vectors (CPU defaults to a Python loop)
+        self.gate_optimizer = (torch.optim.Adam(adapters.gate_parameters(), lr=self.cfg.gate_lr,
+                                                foreach=True) if self.cfg.gated else None)
+        self._expected: float | None = None  # ŝ after the last step, for logging
+        if self.cfg.gated:
+            with torch.no_grad():
+                self._expected = float(adapters.expected_rank_avg())
 
     @property
     def active(self) -> bool:
@@ -36,43 +45,54 @@ class MethodHooks:
             if orth is not None:
                 loss = self.cfg.orth_reg * orth
                 logs["orth"] = float(orth.detach())
-        if self.active:
-            expected = self.adapters.expected_rank_avg()
-            penalty = self.controller.penalty(expected, step)
-            loss = penalty if loss is None else loss + penalty
-            self._last_expected = float(expected.detach())
-            logs.update(expected_rank=self._last_expected, target_rank=self.controller.target(step),
-                        multiplier=self.controller.state.multiplier)
+        if self.active and self._expected is not None:
+            target = self.controller.target(step)
+            logs.update(expected_rank=self._expected, target_rank=target,
+                        multiplier=self.controller.state.multiplier,
+                        lagrangian=self.controller.state.multiplier * (self._expected - target))
         return loss, logs
 
+    def _optimizers(self, optimizer) -> list:
+        return [o for o in (optimizer, self.gate_optimizer) if o is not None]
+
     def after_step(self, step: int, optimizer) -> dict[str, int]:
-        """Call after optimizer.step() and zero_grad(); `step` counts completed optimizer steps."""
+        """Call after optimizer.step() (before or after its zero_grad); `step` counts steps done."""
         if not self.active:
             return {}
+        self.gate_optimizer.step()  # the task's say on each gate
+        self.gate_optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():  # the budget's say: the same push on every open gate
+            expected = float(self.adapters.expected_rank_avg())
+            mu = self.controller.pressure(expected, step)
+            if mu:
+                torch._foreach_sub_(self.adapters.gate_parameters(), self.cfg.gate_lr * mu)
+        self._expected = expected
+        self.controller.ascend(expected, step)
         events = {}
-        if self._last_expected is not None:
-            self.controller.ascend(self._last_expected, step)
-        if step % self.cfg.prune_every == 0 or self.controller.should_freeze(step):
-            events["removed"] = self.adapters.remove_closed(optimizer)
-        if self.controller.should_freeze(step):
-            events["removed"] = events.get("removed", 0) + self.adapters.project_to_budget(optimizer)
-            self.adapters.freeze_structure()
-            events["frozen"] = 1
+        freeze = self.controller.should_freeze(step)
+        if step % self.cfg.prune_every == 0 or freeze:
+            events["removed"] = self.adapters.remove_closed(self._optimizers(optimizer))
+        if freeze:
+            events.update(self._freeze(optimizer))
         return events
 
     def finish(self, optimizer=None) -> dict[str, int]:
         """End of training: a final removal and, if the schedule never froze, the freeze."""
         if not self.active:
             return {}
-        removed = self.adapters.remove_closed(optimizer) + self.adapters.project_to_budget(optimizer)
+        removed = self.adapters.remove_closed(self._optimizers(optimizer))
+        events = self._freeze(optimizer)
+        events["removed"] += removed
+        return events
+
+    def _freeze(self, optimizer) -> dict[str, int]:
+        removed = self.adapters.project_to_budget(self._optimizers(optimizer))
         self.adapters.freeze_structure()
         return {"removed": removed, "frozen": 1}
 
     def state_dict(self) -> dict:
-        return {"controller": self.controller.state_dict() if self.controller else None,
-                "last_expected": self._last_expected}
+        return {"controller": self.controller.state_dict() if self.controller else None}
 
     def load_state_dict(self, state: dict) -> None:
         if self.controller is not None and state.get("controller") is not None:
             self.controller.load_state_dict(state["controller"])
-        self._last_expected = state.get("last_expected")

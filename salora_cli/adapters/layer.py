@@ -220,12 +220,16 @@ def _orthonormal(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
     return q.to(like.dtype)
 
 
-def _swap_in_optimizer(optimizer, old: nn.Parameter, new: nn.Parameter, slice_state) -> None:
-    """Replace `old` by `new` in the optimizer's groups and move its state, sliced."""
-    if optimizer is None:
+def _swap_in_optimizer(optimizers, old: nn.Parameter, new: nn.Parameter, slice_state) -> None:
+    """Replace `old` by `new` in the optimizers' groups and move its state, sliced.
+
+    `optimizers`: None, one optimizer, or a list (the main one and the gates' one).
+    """
+    if optimizers is None:
         return
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
-    for group in inner.param_groups:
-        group["params"] = [new if q is old else q for q in group["params"]]
-    if old in inner.state:
-        inner.state[new] = {k: slice_state(v) for k, v in inner.state.pop(old).items()}
+    for optimizer in optimizers if isinstance(optimizers, (list, tuple)) else [optimizers]:
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+        for group in inner.param_groups:
+            group["params"] = [new if q is old else q for q in group["params"]]
+        if old in inner.state:
+            inner.state[new] = {k: slice_state(v) for k, v in inner.state.pop(old).items()}

@@ -169,6 +169,9 @@ class AdapterSet:
         return rows
 
     # -------------------------------------------------------------- removal
+    def gate_parameters(self) -> list[nn.Parameter]:
+        return [layer.log_alpha for layer in self if layer.gated]
+
     def remove_closed(self, optimizer=None) -> int:
         return sum(layer.remove_closed(optimizer) for layer in self)
 
@@ -218,17 +221,16 @@ class AdapterSet:
     # ------------------------------------------------------------ optimizer
     def parameter_groups(self, lr: float, weight_decay: float = 0.0,
                          extra: list[nn.Parameter] | None = None) -> list[dict]:
-        """AdamW groups: adapter matrices and λ; gates (own lr, no decay); extra trainables."""
-        main, gates = [], []
+        """Groups for the main optimizer: A, B and λ, plus extra trainables (e.g. a new head).
+
+        The gates (log α) are not here: MethodHooks steps them with their own optimizer.
+        """
+        main = []
         for layer in self:
             main += [layer.lora_A, layer.lora_B]
             if layer.gated:
                 main.append(layer.lora_lambda)
-                gates.append(layer.log_alpha)
         groups = [{"params": main, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
-        if gates:
-            groups.append({"params": gates, "lr": self.cfg.gate_lr, "weight_decay": 0.0,
-                           "name": "gates"})
         if extra:
             groups.append({"params": extra, "lr": lr, "weight_decay": weight_decay, "name": "extra"})
         return groups
