@@ -1,6 +1,7 @@
 """The `salora` command line (Typer). Parsing and calling only: the work lives in the modules."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -79,15 +80,26 @@ def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], fl
 
 def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, flags) -> dict:
     from salora_cli import run_dir as rd
-    from salora_cli.train import train
+    from salora_cli.train import Trainer
 
     if task not in known:
         raise SaloraError(f"unknown {family} task '{task}' (known: {', '.join(known)})")
     cfg = _resolve(family, task, config, sets, flags)
     run = Path(out) if out else rd.default_run_dir(cfg)
-    rd.prepare(run, cfg, resume=resume, overwrite=overwrite)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under a multi-process launch
+    rd.check(run, cfg, resume=resume, overwrite=overwrite)
+    if resume and rd.is_finished(run):
+        console.print(f"{run} has already finished; nothing to resume")
+        return json.loads((run / "metrics.json").read_text())
+    # Data and model are loaded (and validated) before the run folder is touched, so a bad input
+    # never leaves a half-made folder nor costs an --overwrite'd run.
+    trainer = Trainer(cfg, run, console, resume=resume)
+    if main_process:
+        rd.prepare(run, cfg, resume=resume, overwrite=overwrite)
+    else:
+        console.quiet = True
     console.print(f"[bold]salora[/] {cfg.task} · {cfg.method} · {cfg.model} · seed {cfg.train.seed} → {run}")
-    metrics = train(cfg, run, console)
+    metrics = trainer.run()
     best = metrics["best"] or metrics["final"]
     console.print(f"[green]done[/]: {metrics['main_metric']} best {best['metrics'][metrics['main_metric']]:.2f}"
                   f" (step {best['step']}), final {metrics['final']['metrics'][metrics['main_metric']]:.2f}"
@@ -230,13 +242,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(2)
+
+
 def main() -> None:
+    # Typer ships its own copy of click; its usage errors become one `error:` line like ours.
+    from typer._click import exceptions as click_errors
+
     _quiet_libraries()
     try:
-        app()
+        app(standalone_mode=False)
     except SaloraError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except click_errors.NoArgsIsHelpError as exc:  # `salora` alone: show help, as intended
+        exc.show()
+        sys.exit(0)
+    except click_errors.ClickException as exc:  # bad flag, wrong type, missing option
+        _fail(exc.format_message())
+    except typer.Abort:
+        _fail("aborted")
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         sys.exit(130)

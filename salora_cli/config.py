@@ -6,6 +6,7 @@ Unknown keys and values of the wrong type are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,9 @@ class RunConfig:
     # Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task
     # checks the names.
     task_options: dict[str, Any] = field(default_factory=dict)
+    # Style transfer: score the test split's outputs with a style classifier (trained once by this
+    # runner and cached) and a fluency LM (the base model); off = BLEU and self-BLEU only.
+    style_scoring: bool = True
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -117,6 +121,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # nan slips past every `<= 0` check; inf overflows step counts
+                raise SaloraError(f"{key} must be a finite number, got {value!r}")
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -198,6 +204,11 @@ def build_config(*layers: dict) -> RunConfig:
     merged: dict = {}
     for layer in layers:
         merged = merge_dicts(merged, layer)
+    if isinstance(merged.get("adapter"), dict):
+        # AdapterConfig validates itself on construction, so it must know the method first: a plain
+        # LoRA run ignores the budget (e.g. `--method lora --rank 2` under a YAML with budget 8).
+        method = merged.get("method", RunConfig.method)
+        merged["adapter"] = {**merged["adapter"], "method": "lora" if method == "lora" else "salora"}
     cfg = _build(RunConfig, merged)
     cfg.validate()
     return cfg

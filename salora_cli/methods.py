@@ -68,14 +68,28 @@ class Method:
         return sum(p.numel() for p in _params(self.model))
 
     def save(self, folder: Path) -> None:
+        """The trained weights, in the method's own format (used by eval / export)."""
+        self.save_trainable(folder)
+
+    def load(self, folder: Path) -> None:
+        self.load_trainable(folder)
+
+    def save_checkpoint(self, folder: Path) -> None:
+        """Weights for resuming training (every method: its trainable tensors by name)."""
+        self.save_trainable(folder)
+
+    def save_trainable(self, folder: Path) -> None:
         save_tensors(folder / "trainable.safetensors",
                      {n: p for n, p in self.model.named_parameters() if p.requires_grad})
 
-    def load(self, folder: Path) -> None:
+    def load_trainable(self, folder: Path) -> None:
         tensors = load_tensors(folder / "trainable.safetensors")
-        missing = self.model.load_state_dict(tensors, strict=False).unexpected_keys
-        if missing:
-            raise SaloraError(f"checkpoint {folder} has parameters this model lacks: {missing[:3]}")
+        try:
+            unexpected = self.model.load_state_dict(tensors, strict=False).unexpected_keys
+        except RuntimeError as exc:  # shape mismatch: a checkpoint of another model or method
+            raise SaloraError(f"checkpoint {folder} does not fit this model ({str(exc).splitlines()[0]})") from exc
+        if unexpected:
+            raise SaloraError(f"checkpoint {folder} has parameters this model lacks: {unexpected[:3]}")
 
     def state_dict(self) -> dict:
         return {}
@@ -145,6 +159,8 @@ class AdapterMethod(Method):
     def save(self, folder):
         save_adapter(self.model, self.adapters, folder)
 
+    save_checkpoint = save  # the adapter format keeps the learned shapes
+
     def state_dict(self):
         return self.hooks.state_dict()
 
@@ -206,7 +222,16 @@ class AdaLoRA(Method):
         self.model.save_pretrained(str(folder))
 
     def state_dict(self):
-        return {}
+        # the allocator's importance averages and the allocation so far
+        allocator = self.model.base_model.rankallocator
+        config = next(iter(self.model.peft_config.values()))
+        return {"ipt": allocator.exp_avg_ipt, "unc": allocator.exp_avg_unc,
+                "rank_pattern": config.rank_pattern}
+
+    def load_state_dict(self, state):
+        allocator = self.model.base_model.rankallocator
+        allocator.exp_avg_ipt, allocator.exp_avg_unc = state["ipt"], state["unc"]
+        next(iter(self.model.peft_config.values())).rank_pattern = state["rank_pattern"]
 
 
 def build_method(model: nn.Module, cfg: RunConfig, total_steps: int) -> Method:
@@ -219,6 +244,15 @@ def build_method(model: nn.Module, cfg: RunConfig, total_steps: int) -> Method:
     if cfg.method == "bitfit":
         return BitFit(model, cfg)
     raise SaloraError(f"unknown method '{cfg.method}'")
+
+
+def resume_method(model: nn.Module, cfg: RunConfig, total_steps: int, folder: Path) -> Method:
+    """The method as it was at a checkpoint: weights (and, for adapters, their learned shapes)."""
+    if cfg.method in ("salora", "lora"):
+        return AdapterMethod(model, cfg, total_steps, adapters=load_adapter(model, folder))
+    method = build_method(model, cfg, total_steps)
+    method.load_trainable(folder)
+    return method
 
 
 def load_method(model: nn.Module, cfg: RunConfig, folder: Path) -> Method:

@@ -37,32 +37,62 @@ def is_finished(run_dir: Path) -> bool:
         return False
 
 
-def prepare(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool = False) -> None:
-    """Create the run folder; never clobber an existing run unless asked."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif not resume:
-            raise SaloraError(f"run folder {run_dir} already exists; pass --resume to continue it, "
-                              "--overwrite to replace it, or choose another --out")
-        else:
+RUN_MARKERS = ("config.yaml", "command.txt", "metrics.json", "log.jsonl")  # written by every run
+
+
+def check(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, to clobber a run or anything that is not a run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SaloraError(f"run folder {run_dir} is an existing file, not a folder; choose another --out")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not any((run_dir / name).exists() for name in RUN_MARKERS):
+            raise SaloraError(f"{run_dir} already exists and is not a run folder (no config.yaml); "
+                              "refusing to write into or replace it: choose another --out")
+        if resume:
             saved = load_config(run_dir)
             if saved.to_dict() != cfg.to_dict():
                 raise SaloraError(f"--resume: the config differs from the one saved in {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(run_dir / "config.yaml", to_yaml(cfg))
-    atomic.write_text(run_dir / "command.txt", shlex.join(sys.argv) + "\n")
+        elif not overwrite:
+            raise SaloraError(f"run folder {run_dir} already exists; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --out")
+
+
+def prepare(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool = False) -> None:
+    """Create the run folder (after `check`); with overwrite, the old run is replaced now."""
+    check(run_dir, cfg, resume, overwrite)
+    if overwrite and not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(run_dir / "config.yaml", to_yaml(cfg))
+        with open(run_dir / "command.txt", "a", encoding="utf-8") as fh:  # every (re)start, in order
+            fh.write(shlex.join(sys.argv) + "\n")
+    except OSError as exc:
+        raise SaloraError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from exc
 
 
 def load_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.yaml"
-    if not path.exists():
+    if not run_dir.exists():
+        raise SaloraError(f"run folder {run_dir} does not exist")
+    if not path.is_file():
         raise SaloraError(f"{run_dir} is not a run folder (config.yaml missing)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SaloraError(f"{path} is not valid YAML") from exc
-    return build_config(data or {})
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SaloraError(f"{path} is not valid YAML{where}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SaloraError(f"{path} is unreadable ({exc})") from exc
+    if data is None:  # an empty file would silently become the default config
+        raise SaloraError(f"{path} is empty: the run's config is lost")
+    if not isinstance(data, dict):
+        raise SaloraError(f"{path} is corrupted: expected a mapping of config keys, got {type(data).__name__}")
+    try:
+        return build_config(data)
+    except SaloraError as exc:
+        raise SaloraError(f"{path} is invalid: {exc}") from exc
 
 
 def environment(num_processes: int, device: str, mixed_precision: str) -> dict:
@@ -84,6 +114,21 @@ def environment(num_processes: int, device: str, mixed_precision: str) -> dict:
 def append_log(run_dir: Path, record: dict) -> None:
     with open(run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def truncate_log(run_dir: Path, step: int) -> None:
+    """Drop log lines after `step` (a resumed run logs those steps again)."""
+    path = run_dir / "log.jsonl"
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut by the crash
+            continue
+    atomic.write_text(path, "".join(f"{line}\n" for line in keep))
 
 
 def replace_folder(target: Path, write) -> None:

@@ -8,17 +8,18 @@
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -29,7 +30,7 @@ import tasks
 from salora_cli import atomic, run_dir as rd
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
-from salora_cli.methods import Method, build_method
+from salora_cli.methods import Method, build_method, resume_method
 
 
 @dataclass
@@ -52,25 +53,33 @@ def subset(examples: list, n: int | None, seed: int) -> list:
     return [examples[i] for i in idx]
 
 
+CHECKPOINT = Path("checkpoints") / "last"
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None):
+    def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False):
         self.cfg = cfg
         self.out = out
         self.console = console or Console()
         t = cfg.train
         set_seed(t.seed)
+        checkpoint = out / CHECKPOINT
+        self.resume_from = checkpoint if resume and (checkpoint / "trainer_state.pt").exists() else None
         self.task = tasks.get(cfg.task)
         if hasattr(self.task, "configure"):
             self.task.configure(**cfg.task_options)
         elif cfg.task_options:
             raise SaloraError(f"task {cfg.task} takes no task_options")
-        splits = self.task.load_splits(cfg.data_dir, max_train_samples=t.max_train_samples, seed=t.seed)
-        self.train_set = splits["train"]
-        self.eval_set = subset(splits[self.task.eval_split], t.max_eval_samples, t.seed)
+        self.splits = self.task.load_splits(cfg.data_dir, max_train_samples=t.max_train_samples, seed=t.seed)
+        self.train_set = self.splits["train"]
+        if not self.train_set:
+            raise SaloraError(f"task {cfg.task}: the training split is empty")
+        self.eval_set = subset(self.splits[self.task.eval_split], t.max_eval_samples, t.seed)
         self.model, self.tokenizer = self.task.build_model(cfg.model)
 
         self.accelerator = Accelerator(
-            mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accum,
+            cpu=launched_without_gpus(), mixed_precision=t.mixed_precision,
+            gradient_accumulation_steps=t.grad_accum,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
         per_epoch = math.ceil(len(self.train_set) / (t.batch_size * t.grad_accum
                                                       * self.accelerator.num_processes))
@@ -78,16 +87,63 @@ class Trainer:
         self.total_steps = t.max_steps or max(1, int(round(t.epochs * self.steps_per_epoch)))
         self.eval_every = t.eval_every or self.steps_per_epoch
 
-        self.method: Method = build_method(self.model, cfg, self.total_steps)
+        if self.resume_from is not None:
+            self.method: Method = resume_method(self.model, cfg, self.total_steps, self.resume_from / "weights")
+        else:
+            self.method = build_method(self.model, cfg, self.total_steps)
         self.model = self.method.model  # peft's AdaLoRA wraps the model
         self.optimizer = torch.optim.AdamW(self.method.param_groups(t.lr, t.weight_decay), lr=t.lr)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(t.warmup_fraction * self.total_steps), self.total_steps)
+        # Its own generator: starting an epoch must not draw from the global RNG (gate noise,
+        # dropout), or a resumed run would drift from the uninterrupted one.
         loader = DataLoader(self.train_set, batch_size=t.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(t.seed),
                             collate_fn=partial(self.task.collate, self.tokenizer, max_length=t.max_length))
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             self.model, self.optimizer, loader, self.scheduler)
         self.state = LoopState(initial_trainable=self.method.trainable_count())
+        if self.resume_from is not None:
+            self._load_checkpoint(self.resume_from)
+
+    # ----------------------------------------------------------- checkpoints
+    def _save_checkpoint(self) -> None:
+        """Everything needed to continue exactly: weights (learned shapes), optimizer, scheduler,
+        method state (multipliers, gates' optimizer), loop state, data position, RNG states."""
+        if not self.accelerator.is_main_process:
+            return
+        state = {
+            "loop": asdict(self.state), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "method": self.method.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+
+        def write(folder: Path) -> None:
+            self.method.save_checkpoint(folder / "weights")
+            with atomic.atomic_path(folder / "trainer_state.pt") as tmp:
+                torch.save(state, tmp)
+
+        rd.replace_folder(self.out / CHECKPOINT, write)
+
+    def _load_checkpoint(self, folder: Path) -> None:
+        try:
+            state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=False)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.method.load_state_dict(state["method"])
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
+            raise SaloraError(f"checkpoint {folder} is corrupted or does not fit this run ({exc})") from exc
+        self.state = LoopState(**state["loop"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        rd.truncate_log(self.out, self.state.step)
+        self.console.print(f"resumed from {folder} at step {self.state.step}")
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
@@ -103,9 +159,14 @@ class Trainer:
         with progress:
             bar = progress.add_task(f"{self.cfg.task} {self.cfg.method}", total=self.total_steps,
                                     completed=self.state.step, info="")
+            checkpoint_every = t.checkpoint_every or self.eval_every
             while self.state.step < self.total_steps:
                 self.loader.set_epoch(self.state.epoch)
-                for batch in self.loader:
+                loader = self.loader
+                if self.state.batch_in_epoch:  # resuming mid-epoch: same order, skip what was seen
+                    loader = acc.skip_first_batches(self.loader, self.state.batch_in_epoch)
+                for batch in loader:
+                    self.state.batch_in_epoch += 1
                     logs = self._train_batch(batch)
                     if logs is None:
                         continue  # accumulating
@@ -114,15 +175,43 @@ class Trainer:
                         self._log(logs)
                     if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
                         self._evaluate_and_keep(started)
+                    if self.state.step % checkpoint_every == 0 and self.state.step < self.total_steps:
+                        self.state.train_time_s += time.perf_counter() - started
+                        started = time.perf_counter()
+                        self._save_checkpoint()
                     if self.state.step >= self.total_steps:
                         break
-                self.state.epoch += 1
+                else:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
         events = self.method.finish(self.optimizer)
         if events:
             self._log({"step": self.state.step, **events})
         self.state.train_time_s += time.perf_counter() - started
         final = self._evaluate_and_keep(started, final=True)
-        return self._write_results(final)
+        test = self._final_test()
+        return self._write_results(final, test)
+
+    def _final_test(self) -> dict | None:
+        """Tasks with a held-out test split with references (style transfer) are scored on it once,
+        with the final model, and their generations are saved."""
+        split = getattr(self.task, "final_eval_split", None)
+        if not split or split not in self.splits:
+            return None
+        scorers = {}
+        if self.cfg.style_scoring and hasattr(self.task, "configure"):
+            from salora_cli.style_scoring import attach_scorers
+
+            scorers = attach_scorers(self.task, self.cfg, self.console)
+        started = time.perf_counter()
+        metrics = self.evaluate(self.splits[split])
+        if self.accelerator.is_main_process:
+            lines = "".join(json.dumps(o) + "\n" for o in getattr(self.task, "last_outputs", []))
+            atomic.write_text(self.out / "generations.jsonl", lines)
+            self.console.print("  test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        return {"step": self.state.step, "split": split, "metrics": {k: float(v) for k, v in metrics.items()},
+                "examples": len(self.splits[split]), "generate_time_s": round(time.perf_counter() - started, 1),
+                **scorers}
 
     def _train_batch(self, batch) -> dict | None:
         acc = self.accelerator
@@ -133,7 +222,7 @@ class Trainer:
             reg, logs = self.method.regularizer(self.state.step + 1)
             loss = task_loss if reg is None else task_loss + reg
             if not torch.isfinite(loss.detach()):
-                raise SaloraError(f"non-finite loss ({float(loss):.4g}) at step {self.state.step + 1}; "
+                raise SaloraError(f"non-finite loss ({float(loss.detach()):.4g}) at step {self.state.step + 1}; "
                                   "stopping (lower the learning rate); earlier results are kept")
             acc.backward(loss)
             if not acc.sync_gradients:
@@ -145,9 +234,32 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         if events.get("removed") or events.get("frozen"):
             self._record_ranks()
+            self._rewrap()
         return {"step": self.state.step, "loss": float(loss.detach()),
                 "task_loss": float(task_loss.detach()), "lr": self.scheduler.get_last_lr()[0],
                 **logs, **{k: v for k, v in events.items() if v}}
+
+    def _structure_agrees(self) -> bool:
+        """Every process must end with the same learned structure (ranks and gates)."""
+        modules = self.method.rank_modules() or []
+        mine = [(m["name"], m["rank"]) for m in modules]
+        adapters = getattr(self.method, "adapters", None)
+        if adapters is not None and adapters.cfg.gated:
+            mine.append(round(sum(float(p.detach().sum()) for p in adapters.gate_parameters()), 4))
+        everyone = gather_object([mine])
+        if any(f != everyone[0] for f in everyone):
+            raise SaloraError("processes disagree on the learned ranks or gates; results not written")
+        return True
+
+    def _rewrap(self) -> None:
+        """After removal or freezing, parameters changed shape or stopped training: DDP's reducer
+        was built for the old ones, so every process builds a fresh wrapper at the same step."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return
+        inner = acc.unwrap_model(self.model)
+        acc._models = [m for m in acc._models if m is not self.model]
+        self.model = acc.prepare_model(inner)
 
     def _info(self, logs: dict) -> str:
         info = f"loss {logs['task_loss']:.3f}"
@@ -176,14 +288,24 @@ class Trainer:
             self.state.trajectory.append(entry)
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict[str, float]:
-        model = self.accelerator.unwrap_model(self.model)
+    def evaluate(self, examples: list | None = None) -> dict[str, float]:
+        """Metrics on `examples` (default: the eval split). Under several processes each predicts
+        a shard and the predictions are gathered before scoring, so every process gets the same
+        metrics as one process would."""
+        acc = self.accelerator
+        examples = self.eval_set if examples is None else examples
+        model = acc.unwrap_model(self.model)
         model.eval()
+        kw = dict(batch_size=self.cfg.train.eval_batch_size, max_length=self.cfg.train.max_length,
+                  device=acc.device)
         with torch.no_grad():
-            metrics = self.task.evaluate(model, self.tokenizer, self.eval_set,
-                                         batch_size=self.cfg.train.eval_batch_size,
-                                         max_length=self.cfg.train.max_length,
-                                         device=self.accelerator.device)
+            if acc.num_processes > 1 and hasattr(self.task, "predict"):
+                mine = list(range(acc.process_index, len(examples), acc.num_processes))
+                preds = self.task.predict(model, self.tokenizer, [examples[i] for i in mine], **kw)
+                ordered = sorted(gather_object(list(zip(mine, preds))), key=lambda pair: pair[0])
+                metrics = self.task.score(examples, [p for _, p in ordered])
+            else:
+                metrics = self.task.evaluate(model, self.tokenizer, examples, **kw)
         model.train()
         return {k: float(v) for k, v in metrics.items()}
 
@@ -206,7 +328,7 @@ class Trainer:
         return record
 
     # --------------------------------------------------------------- results
-    def _write_results(self, final: dict) -> dict:
+    def _write_results(self, final: dict, test: dict | None = None) -> dict:
         self._record_ranks()
         metrics = {
             "task": self.cfg.task, "method": self.cfg.method, "seed": self.cfg.train.seed,
@@ -219,6 +341,10 @@ class Trainer:
             "train_examples": len(self.train_set), "eval_examples": len(self.eval_set),
             "status": "finished",
         }
+        if test is not None:
+            metrics["test"] = test
+        metrics["processes"] = {"count": self.accelerator.num_processes,
+                                "structure_agrees": self._structure_agrees()}
         if not self.accelerator.is_main_process:
             return metrics
         rd.replace_folder(self.out / "adapter", self.method.save)
@@ -235,11 +361,17 @@ class Trainer:
         return metrics
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def launched_without_gpus() -> bool:
+    """True under torchrun / `accelerate launch --multi_gpu` with several processes but no GPU.
+
+    There `Accelerator()` silently reports a single process; `cpu=True` makes it join the
+    process group on gloo. (`accelerate launch --cpu --num_processes 2` starts only one process
+    on such a machine: use --multi_gpu or torchrun.)
+    """
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def train(cfg: RunConfig, out: Path, console: Console | None = None) -> dict:
-    return Trainer(cfg, out, console).run()
+def train(cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False) -> dict:
+    return Trainer(cfg, out, console, resume=resume).run()

@@ -34,7 +34,12 @@ class Task(Protocol):
 
     def evaluate(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
                  batch_size: int, max_length: int, device: torch.device) -> dict[str, float]:
-        """Metrics of `model` on `examples` (model is in eval mode when called)."""
+        """Metrics of `model` on `examples` (model is in eval mode when called).
+
+        Tasks may also split this into `predict(model, tokenizer, examples, *, batch_size,
+        max_length, device) -> list` and `score(examples, predictions) -> dict`: the loop then
+        shards evaluation over processes and gathers the predictions before scoring.
+        """
 
 
 _REGISTRY: dict[str, Callable[[], Task]] = {}
@@ -47,10 +52,8 @@ def register(name: str, factory: Callable[[], Task]) -> None:
 def _load_builtin() -> None:
     # Importing the modules registers their tasks.
     import tasks.glue  # noqa: F401
-    try:
-        import tasks.style  # noqa: F401
-    except ImportError:  # style tasks are optional until implemented
-        pass
+    import tasks.style  # noqa: F401
+    import tasks.style_classifier  # noqa: F401
 
 
 def task_names() -> list[str]:

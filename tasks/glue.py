@@ -304,6 +304,15 @@ class GlueTask:
 
     def evaluate(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
                  batch_size: int, max_length: int, device: torch.device) -> dict[str, float]:
+        return self.score(examples, self.predict(model, tokenizer, examples, batch_size=batch_size,
+                                                 max_length=max_length, device=device))
+
+    def predict(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
+                batch_size: int, max_length: int, device: torch.device) -> list[float | int]:
+        """One prediction per example (class id, or the regression value); no metrics.
+
+        Split from `score` so several processes can each predict a shard and gather them.
+        """
         if not examples:
             raise SaloraError(f"{self.name}: no examples to evaluate")
         if batch_size < 1:
@@ -318,6 +327,9 @@ class GlueTask:
                     preds.extend(logits.reshape(len(logits), -1)[:, 0].float().cpu().tolist())
                 else:
                     preds.extend(logits.argmax(dim=-1).cpu().tolist())
+        return preds
+
+    def score(self, examples: list[Example], preds: list[float | int]) -> dict[str, float]:
         labels = [ex["label"] for ex in examples]
         return self.compute_metrics(labels, preds, [ex.get("subset") for ex in examples])
 

@@ -113,9 +113,19 @@ class StyleTask:
         target style) and "g_score" = sqrt(accuracy × bleu). With `fluency_lm`: "perplexity" of the
         outputs. With two or more directions: "bleu_<source>_to_<target>" per direction.
         """
-        outputs = generate_texts(model, tokenizer, [self.prompt(ex) for ex in examples], batch_size=batch_size,
-                                 max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
-                                 max_prompt_length=max_length, device=device)
+        outputs = self.predict(model, tokenizer, examples, batch_size=batch_size, max_length=max_length,
+                               device=device)
+        return self.score(examples, outputs, batch_size=batch_size)
+
+    def predict(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *, batch_size: int,
+                max_length: int, device: torch.device) -> list[str]:
+        """The generated rewrites, one per example (a shard's worth under several processes)."""
+        return generate_texts(model, tokenizer, [self.prompt(ex) for ex in examples], batch_size=batch_size,
+                              max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                              max_prompt_length=max_length, device=device)
+
+    def score(self, examples: list[Example], outputs: list[str], *, batch_size: int = 32) -> dict[str, float]:
+        """Metrics of `outputs` (one rewrite per example); keeps them in `last_outputs`."""
         self.last_outputs = [
             {"source": ex["source"], "content": ex["content"],
              "source_style": self.style_names[ex["source_style"]],

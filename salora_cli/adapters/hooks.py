@@ -91,8 +91,14 @@ class MethodHooks:
         return {"removed": removed, "frozen": 1}
 
     def state_dict(self) -> dict:
-        return {"controller": self.controller.state_dict() if self.controller else None}
+        if self.controller is None:
+            return {}
+        return {"controller": self.controller.state_dict(), "expected": self._expected,
+                "gate_optimizer": self.gate_optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.controller is not None and state.get("controller") is not None:
-            self.controller.load_state_dict(state["controller"])
+        if self.controller is None or not state:
+            return
+        self.controller.load_state_dict(state["controller"])
+        self._expected = state["expected"]
+        self.gate_optimizer.load_state_dict(state["gate_optimizer"])

@@ -71,10 +71,20 @@ def read_adapter_config(folder: str | Path) -> dict:
         raise SaloraError(f"no adapter at {folder} ({CONFIG} missing)")
     try:
         meta = json.loads(path.read_text())
-        AdapterConfig(**meta["adapter"])
-        meta["modules"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        cfg = AdapterConfig(**meta["adapter"])
+        modules, extra = meta["modules"], meta.get("extra", [])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise SaloraError(f"adapter config {path} is corrupted ({exc})") from exc
+    # a hand-edited or damaged file must not reach torch as a negative or non-integer shape
+    if not isinstance(modules, dict):
+        raise SaloraError(f"adapter config {path} is corrupted (modules is not a mapping)")
+    for name, entry in modules.items():
+        rank = entry.get("rank") if isinstance(entry, dict) else None
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= cfg.r_init:
+            raise SaloraError(f"adapter config {path} is corrupted (module {name}: rank {rank!r} is not "
+                              f"a whole number in 0..{cfg.r_init})")
+    if not isinstance(extra, list) or not all(isinstance(n, str) for n in extra):
+        raise SaloraError(f"adapter config {path} is corrupted (extra is not a list of parameter names)")
     return meta
 
 

@@ -155,8 +155,9 @@ class AdaptedLinear(nn.Module):
         """
         keep = keep.to(self.lora_A.device)
         for attr, (p, dim) in self.adapter_parameters().items():
+            # an emptied matrix is skipped in forward, so it must not count as trainable (DDP)
             new = nn.Parameter(p.detach().index_select(dim, keep).contiguous(),
-                               requires_grad=p.requires_grad)
+                               requires_grad=p.requires_grad and keep.numel() > 0)
             setattr(self, attr, new)
             _swap_in_optimizer(optimizer, p, new, lambda v, d=dim, n=p.shape[dim], nd=p.dim():
                                v.index_select(d, keep).contiguous()
