@@ -233,6 +233,29 @@ def demo(
     run_demo(CONFIGS / "demo.yaml", data_dir, out, console)
 
 
+@app.command("reproduce")
+def reproduce(
+    profile: str = Opt("cpu", help="Profile name in configs/reproduce/ (cpu, paper) or a YAML path"),
+    tasks: Optional[str] = Opt(None, help="Only these tasks, comma-separated (e.g. sst2,mrpc)"),
+    methods: Optional[str] = Opt(None, help="Only these methods, comma-separated"),
+    seeds: Optional[str] = Opt(None, help="Only these seeds, comma-separated"),
+    out: Path = Opt(Path("runs/reproduce"), help="Folder for the runs (one subfolder per profile)"),
+    results: Path = Opt(Path("results"), help="Folder for the tables, figures and README"),
+):
+    """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
+    from salora_cli.reproduce import run_grid
+
+    path = Path(profile) if profile.endswith((".yaml", ".yml")) else CONFIGS / "reproduce" / f"{profile}.yaml"
+    if not path.exists():
+        raise SaloraError(f"no profile '{profile}' ({path} missing)")
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    try:
+        seed_list = [int(x) for x in split(seeds)] if seeds else None
+    except ValueError as exc:
+        raise SaloraError(f"--seeds takes integers, got '{seeds}'") from exc
+    run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), split(tasks), split(methods), seed_list)
+
+
 def _quiet_libraries() -> None:
     # transformers' load reports and download bars drown the run's own output
     from transformers.utils import logging as hf_logging

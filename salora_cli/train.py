@@ -338,6 +338,9 @@ class Trainer:
             "trainable_params": {"initial": self.state.initial_trainable,
                                  "final": self.method.trainable_count()},
             "train_time_s": round(self.state.train_time_s, 2), "steps": self.total_steps,
+            "epochs": round(self.total_steps / self.steps_per_epoch, 3),
+            "step_time_s": round(self.state.train_time_s / max(self.total_steps, 1), 4),
+            "peak_memory_mb": peak_memory_mb(),
             "train_examples": len(self.train_set), "eval_examples": len(self.eval_set),
             "status": "finished",
         }
@@ -359,6 +362,15 @@ class Trainer:
                 "n_matrices": len(modules), "modules": modules, "trajectory": self.state.trajectory})
         atomic.write_json(self.out / "metrics.json", metrics)
         return metrics
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: GPU allocations on CUDA, else the peak resident set size."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def launched_without_gpus() -> bool:
