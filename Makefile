@@ -32,6 +32,7 @@ bench: install
 reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+	# results/ is regenerated from the runs; commit it together with the code that produced it
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

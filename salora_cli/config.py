@@ -35,7 +35,7 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None = once per epoch (and always at the end)
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    log_every: int = 10
+    log_every: int = 1  # steps between log.jsonl lines
     checkpoint_every: int | None = None  # steps between resumable checkpoints; None = at each eval
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (GPU)
     seed: int = 0

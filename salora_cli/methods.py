@@ -150,10 +150,9 @@ class AdapterMethod(Method):
     def rank_point(self, step):
         n = len(self.adapters)
         point = {"total_rank": self.adapters.total_rank()}
-        if self.cfg.adapter.gated:
+        if self.hooks.active:  # once frozen, gates are fixed at ẑ: only the count matters
             point["expected_rank_total"] = float(self.adapters.expected_rank_avg().detach()) * n
-            if self.hooks.controller is not None:
-                point["target_total"] = self.hooks.controller.target(step) * n
+            point["target_total"] = self.hooks.controller.target(step) * n
         return point
 
     def save(self, folder):

@@ -270,7 +270,7 @@ class Trainer:
     def _log(self, logs: dict) -> None:
         if self.accelerator.is_main_process:
             rd.append_log(self.out, logs)
-        if self.state.step % max(self.cfg.train.log_every, 1) == 0:
+        if self.state.step % max(1, self.total_steps // 200) == 0:  # ~200 points per trajectory
             self._record_ranks()
 
     def _record_ranks(self) -> None:
