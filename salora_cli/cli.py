@@ -35,6 +35,7 @@ FLAG_KEYS = {
     "batch_size": "train.batch_size", "max_length": "train.max_length",
     "eval_every": "train.eval_every", "max_train_samples": "train.max_train_samples",
     "max_eval_samples": "train.max_eval_samples",
+    "num_beams": "task_options.num_beams", "direction": "task_options.direction",
 }
 
 Opt = typer.Option
@@ -162,7 +163,9 @@ def train_style(
     eval_every: Optional[int] = Opt(None, help="Evaluate every N steps"),
     max_train_samples: Optional[int] = Opt(None, help="Train on a seeded random subset of this size"),
     max_eval_samples: Optional[int] = Opt(None, help="Evaluate on a seeded subset of this size"),
-    set_: list[str] = Opt([], "--set", help=_HELP_SET + "; task options: --set task_options.direction=..."),
+    num_beams: Optional[int] = Opt(None, help="Beam size for generation (1 = greedy)"),
+    direction: Optional[str] = Opt(None, help="GYAFC: both | informal-to-formal | formal-to-informal"),
+    set_: list[str] = Opt([], "--set", help=_HELP_SET + "; task options: --set task_options.train_pool=..."),
     resume: bool = Opt(False, help="Continue the run in --out from its last checkpoint"),
     overwrite: bool = Opt(False, help="Replace an existing run folder"),
 ):

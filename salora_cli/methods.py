@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from salora_cli.adapters import AdapterSet, MethodHooks, attach, load_adapter, save_adapter
 from salora_cli.adapters.io import load_tensors, save_tensors
-from salora_cli.adapters.model import find_targets
+from salora_cli.adapters.model import extra_trainable_parameters, find_targets
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
 
@@ -127,8 +127,7 @@ class AdapterMethod(Method):
         self.hooks = MethodHooks(self.adapters, total_steps)
 
     def param_groups(self, lr, weight_decay):
-        own = {id(p) for layer in self.adapters for p, _ in layer.adapter_parameters().values()}
-        extra = [p for p in _params(self.model) if id(p) not in own]
+        extra = extra_trainable_parameters(self.model, self.adapters)
         return self.adapters.parameter_groups(lr, weight_decay, extra=extra)
 
     def regularizer(self, step):

@@ -111,7 +111,7 @@ class StyleTask:
         Always: "bleu" (against each example's references; NaN if an example has none), "self_bleu"
         (against the source). With `style_classifier`: "accuracy" (share of outputs classified as the
         target style) and "g_score" = sqrt(accuracy × bleu). With `fluency_lm`: "perplexity" of the
-        outputs. With two or more directions: "bleu_<source>_to_<target>" per direction.
+        outputs, and "perplexity_sources" of the inputs under the same LM, for scale. With two or more directions: "bleu_<source>_to_<target>" per direction.
         """
         outputs = self.predict(model, tokenizer, examples, batch_size=batch_size, max_length=max_length,
                                device=device)
@@ -153,6 +153,9 @@ class StyleTask:
         if self.fluency_lm is not None:
             lm, lm_tokenizer = self.fluency_lm
             metrics["perplexity"] = perplexity(lm, lm_tokenizer, outputs, batch_size=batch_size)
+            # the same LM on the inputs: the scale against which the outputs' number reads
+            metrics["perplexity_sources"] = perplexity(lm, lm_tokenizer, [ex["source"] for ex in examples],
+                                                       batch_size=batch_size)
         return metrics
 
 

@@ -33,7 +33,7 @@ def test_yelp_salora_with_scorers(tmp_path, capsys, monkeypatch, tiny_llama):
     metrics = json.loads((out / "metrics.json").read_text())
     test = metrics["test"]
     assert test["split"] == "test" and test["examples"] == 4  # yelp_tiny: 2 + 2 test sentences
-    assert {"bleu", "self_bleu", "accuracy", "perplexity", "g_score"} <= set(test["metrics"])
+    assert {"bleu", "self_bleu", "accuracy", "perplexity", "perplexity_sources", "g_score"} <= set(test["metrics"])
     assert 0 <= test["classifier_heldout_accuracy"] <= 100
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {"source", "target_style", "generation", "references"} <= set(rows[0])
@@ -53,7 +53,7 @@ def test_gyafc_one_direction_lora(tmp_path, capsys, tiny_llama):
     code, stdout, err = run_cli(["train", "style", "--task", "gyafc", "--model", tiny_llama,
                                  "--data-dir", FIXTURES / "gyafc", "--out", out, "--method", "lora",
                                  "--rank", "2", "--set", "style_scoring=false",
-                                 "--set", "task_options.direction=informal-to-formal", *QUICK], capsys)
+                                 "--direction", "informal-to-formal", *QUICK], capsys)
     assert code == 0, err + stdout
     metrics = json.loads((out / "metrics.json").read_text())
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]

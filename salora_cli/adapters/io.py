@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from salora_cli import atomic
 from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.model import AdapterSet, attach
+from salora_cli.adapters.model import AdapterSet, attach, extra_trainable_parameters
 from salora_cli.errors import SaloraError
 
 WEIGHTS = "adapter_model.safetensors"
@@ -29,8 +29,8 @@ EXTRA = "extra."  # prefix of trainable non-adapter parameters (e.g. a new class
 
 def extra_state(model: nn.Module, adapters: AdapterSet) -> dict[str, torch.Tensor]:
     """Trainable parameters outside the adapters, by parameter name."""
-    own = {id(p) for layer in adapters for p, _ in layer.adapter_parameters().values()}
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad and id(p) not in own}
+    extra = {id(p) for p in extra_trainable_parameters(model, adapters)}
+    return {n: p.detach() for n, p in model.named_parameters() if id(p) in extra}
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
