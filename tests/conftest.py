@@ -13,6 +13,9 @@ SHARED_DATA = Path(os.environ.get("SALORA_SHARED", ROOT.parent / "shared")) / "d
 FIXTURES = ROOT / "tests" / "fixtures"
 
 torch.set_num_threads(2)
+# The suite is offline by design: fail fast instead of waiting on hub retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
