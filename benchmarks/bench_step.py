@@ -17,7 +17,9 @@ import time
 import torch
 
 BATCH, LENGTH, R_INIT = 16, 64, 12
-VARIANTS = ["base (frozen, head only)", "peft LoRA", "our LoRA", "SaLoRA unpruned", "SaLoRA pruned to r=4"]
+PRUNED_ACTIVE = "SaLoRA r=4, still learning"  # pruned while gates and budget are active
+PRUNED_FROZEN = "SaLoRA r=4, frozen"  # after the freeze: the rest of training, pruned for good
+VARIANTS = ["base (frozen, head only)", "peft LoRA", "our LoRA", "SaLoRA unpruned", PRUNED_ACTIVE, PRUNED_FROZEN]
 
 
 def build(variant: str, seed: int = 0):
@@ -44,12 +46,14 @@ def build(variant: str, seed: int = 0):
         adapters = attach(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
                                                ramp_end=0.0),
                           modules_to_save=["classifier"])
-        if variant == "SaLoRA pruned to r=4":
+        if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
             g = torch.Generator().manual_seed(seed)
             with torch.no_grad():
                 for layer in adapters:  # close 8 of 12 gates per matrix, then remove them
                     layer.log_alpha[torch.randperm(R_INIT, generator=g)[:8]] = -10.0
             adapters.remove_closed()
+            if variant == PRUNED_FROZEN:
+                adapters.freeze_structure()
     model.train()
     hooks = None
     if adapters is not None:
@@ -91,21 +95,21 @@ def _proc_status_kb(field: str) -> int:
 
 
 def _peak_memory_child(variant: str, queue) -> None:
-    model, opt, adapters = build(variant)
+    model, opt, hooks = build(variant)
     data = batch()
-    train_step(model, opt, adapters, data)  # optimizer state exists from here on
     with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
+        fh.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS: model loaded, no step yet
     before = _proc_status_kb("VmRSS")
     for _ in range(3):
-        train_step(model, opt, adapters, data)
+        train_step(model, opt, hooks, data)
     queue.put((_proc_status_kb("VmHWM") - before) / 1024)
 
 
 def peak_memory_mb(variant: str) -> float:
-    """Peak extra memory of train steps beyond the loaded model and optimizer state (MB).
+    """Peak memory that training steps add to the loaded model (MB): activations, gradients,
+    optimizer state.
 
-    CPU: a fresh process per variant, peak RSS above the steady state after the first step.
+    CPU: a fresh process per variant, peak RSS during 3 steps above the RSS after loading.
     GPU: torch.cuda.max_memory_allocated is the natural measure instead (not wired: CPU bench).
     """
     ctx = mp.get_context("spawn")
@@ -141,7 +145,7 @@ def main() -> None:
 
     # inference: merged SaLoRA vs the plain base model
     base, _, _ = build("base (frozen, head only)")
-    salora, _, hooks = build("SaLoRA pruned to r=4")
+    salora, _, hooks = build(PRUNED_FROZEN)
     adapters = hooks.adapters
     with torch.no_grad():
         for layer in adapters:
@@ -170,7 +174,8 @@ def main() -> None:
     print(f"{'eval: merged SaLoRA':28s} {1000 * infer_med['merged SaLoRA']:16.1f}")
     ratios = {
         "SaLoRA unpruned / our LoRA (target <= 1.05)": step["SaLoRA unpruned"] / step["our LoRA"],
-        "SaLoRA pruned r=4 / our LoRA (target < 1.0)": step["SaLoRA pruned to r=4"] / step["our LoRA"],
+        "SaLoRA r=4 still learning / our LoRA": step[PRUNED_ACTIVE] / step["our LoRA"],
+        "SaLoRA r=4 frozen / our LoRA (target < 1.0)": step[PRUNED_FROZEN] / step["our LoRA"],
         "our LoRA / peft LoRA (target <= 1.00)": step["our LoRA"] / step["peft LoRA"],
         "merged SaLoRA / base, eval (target 1.00 ± noise)": infer_med["merged SaLoRA"] / infer_med["base"],
     }
