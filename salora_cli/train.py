@@ -173,12 +173,15 @@ class Trainer:
                     progress.update(bar, completed=self.state.step, info=self._info(logs))
                     if self.state.step % t.log_every == 0 or self.state.step == 1:
                         self._log(logs)
+                    # train_time_s counts training only: evaluations and checkpoints are excluded
                     if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
-                        self._evaluate_and_keep(started)
+                        paused = time.perf_counter()
+                        self._evaluate_and_keep()
+                        started += time.perf_counter() - paused
                     if self.state.step % checkpoint_every == 0 and self.state.step < self.total_steps:
                         self.state.train_time_s += time.perf_counter() - started
-                        started = time.perf_counter()
                         self._save_checkpoint()
+                        started = time.perf_counter()
                     if self.state.step >= self.total_steps:
                         break
                 else:
@@ -188,7 +191,7 @@ class Trainer:
         if events:
             self._log({"step": self.state.step, **events})
         self.state.train_time_s += time.perf_counter() - started
-        final = self._evaluate_and_keep(started, final=True)
+        final = self._evaluate_and_keep()
         test = self._final_test()
         return self._write_results(final, test)
 
@@ -309,7 +312,7 @@ class Trainer:
         model.train()
         return {k: float(v) for k, v in metrics.items()}
 
-    def _evaluate_and_keep(self, started: float, final: bool = False) -> dict:
+    def _evaluate_and_keep(self) -> dict:
         metrics = self.evaluate()
         step = self.state.step
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3),
