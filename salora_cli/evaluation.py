@@ -41,12 +41,7 @@ def reload_run(run_dir: Path, checkpoint: str = "best"):
 def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Console) -> dict:
     cfg, task, method, tokenizer = reload_run(run_dir, checkpoint)
     split = split or task.eval_split
-    data = task.load_splits(cfg.data_dir, seed=cfg.train.seed, **_only(task, split))
-    if split not in data:
-        raise SaloraError(f"task {cfg.task} has no split '{split}' (available: {', '.join(data)})")
-    examples = data[split]
-    if split == task.eval_split:  # the same seeded subset the run evaluated, so numbers compare
-        examples = subset(examples, cfg.train.max_eval_samples, cfg.train.seed)
+    examples = eval_examples(cfg, task, split)
     model = method.model
     model.eval()
     with torch.no_grad():
@@ -63,6 +58,17 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     atomic.write_json(run_dir / f"eval_{split}_{checkpoint}.json",
                       {"split": split, "checkpoint": checkpoint, "metrics": metrics})
     return metrics
+
+
+def eval_examples(cfg, task, split: str | None = None) -> list:
+    """A split's examples; for the run's eval split, the same seeded subset the run evaluated."""
+    split = split or task.eval_split
+    data = task.load_splits(cfg.data_dir, seed=cfg.train.seed, **_only(task, split))
+    if split not in data:
+        raise SaloraError(f"task {cfg.task} has no split '{split}' (available: {', '.join(data)})")
+    if split == task.eval_split:
+        return subset(data[split], cfg.train.max_eval_samples, cfg.train.seed)
+    return data[split]
 
 
 def _only(task, split: str) -> dict:

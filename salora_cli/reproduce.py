@@ -1,13 +1,15 @@
 """`make reproduce` / `salora reproduce`: run a profile's experiment grid, then rebuild results/.
 
 A profile (configs/reproduce/<name>.yaml) lists grid entries: a task, its methods, seeds, and
-config layers (profile defaults < per-method defaults < the entry's config). Finished runs are
-skipped and interrupted ones resumed, so a rerun continues where it stopped. Reports go to
+config layers (profile defaults < the entry's config_file < its config < the profile's
+method_overrides). Finished runs are skipped (if their recorded config still matches the profile)
+and interrupted ones resumed, so a rerun continues where it stopped. Reports go to
 results/: glue.md/.csv, style.md/.csv, efficiency.md, ranks/ (a heatmap per task, one figure
 comparing the rank distribution over tasks), and README.md with the command, versions, machine.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -38,7 +40,7 @@ class PlannedRun:
 
 def load_profile(path: Path) -> dict:
     profile = cfgmod.load_yaml(path)
-    unknown = set(profile) - {"name", "description", "defaults", "method_defaults", "models", "grid"}
+    unknown = set(profile) - {"name", "description", "defaults", "method_overrides", "models", "grid"}
     if unknown:
         raise SaloraError(f"profile {path}: unknown key(s) {sorted(unknown)}")
     if not isinstance(profile.get("grid"), list) or not profile["grid"]:
@@ -65,9 +67,9 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
                 for seed in entry["seeds"]:
                     if seeds is not None and seed not in seeds:
                         continue
-                    per_method = (profile.get("method_defaults") or {}).get(method, {})
-                    ls = [*layers[:1], per_method, *layers[1:], {"task": task, "method": method,
-                                                                   "train": {"seed": seed}}]
+                    # A method's own settings (full fine-tuning's small lr) win over the task's.
+                    per_method = (profile.get("method_overrides") or {}).get(method, {})
+                    ls = [*layers, per_method, {"task": task, "method": method, "train": {"seed": seed}}]
                     if model:
                         ls.append({"model": model})
                     cfg = cfgmod.build_config(*ls)  # validate every run before starting any
@@ -87,23 +89,69 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     planned = plan(profile, root, tasks, methods, seeds)
     started = time.perf_counter()
     console.rule(f"profile {profile['name']}: {len(planned)} runs → {out}")
+    runs_root = out / profile["name"]
+    for p in planned:  # a profile edited since a run finished must not be reported with old numbers
+        _check_finished_run_matches(runs_root / p.folder_name, _planned_config(p, data))
     for i, p in enumerate(planned, 1):
-        run = out / profile["name"] / p.folder_name
+        run = runs_root / p.folder_name
         if rd.is_finished(run):
             console.print(f"[dim]{i}/{len(planned)} {p.folder_name}: finished earlier, skipped[/]")
             continue
-        cfg = cfgmod.build_config(*p.layers)
-        if cfg.data_dir is None and data:
-            family = cfg.task.split("/")[0]
-            sub = Path(data) / ("glue" if family == "glue" else cfg.task.split("/")[1])
-            cfg.data_dir = str(sub) if sub.exists() else None
+        cfg = _planned_config(p, data)
         resume = (run / "checkpoints" / "last" / "trainer_state.pt").exists()
         console.rule(f"{i}/{len(planned)} {p.folder_name}" + (" (resuming)" if resume else ""))
+        run_started = time.perf_counter()
         trainer = Trainer(cfg, run, console, resume=resume)
         rd.prepare(run, cfg, resume=resume, overwrite=not resume)
         trainer.run()
-    build_results(out / profile["name"], results, profile, console,
+        _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started)
+    build_results(runs_root, results, profile, console,
                   command=shlex.join(sys.argv), wall_time_s=time.perf_counter() - started)
+
+
+def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
+    cfg = cfgmod.build_config(*p.layers)
+    if cfg.data_dir is None and data:
+        sub = Path(data) / ("glue" if cfg.task.startswith("glue/") else cfg.task.split("/")[1])
+        cfg.data_dir = str(sub) if sub.exists() else None
+    return cfg
+
+
+def _check_finished_run_matches(run: Path, cfg: cfgmod.RunConfig) -> None:
+    if not rd.is_finished(run):
+        return
+    saved, planned = _flatten(rd.load_config(run).to_dict()), _flatten(cfg.to_dict())
+    changed = sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
+    if changed:
+        k = changed[0]
+        raise SaloraError(f"{run} finished with {k}={saved.get(k)!r} but the profile now says "
+                          f"{planned.get(k)!r}; delete that run folder to rerun it")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
+
+
+def _add_wall_time(runs_root: Path, name: str, seconds: float) -> None:
+    times = _wall_times(runs_root)
+    times[name] = round(times.get(name, 0.0) + seconds, 1)
+    atomic.write_json(runs_root / WALL_TIMES, times)
+
+
+def _wall_times(runs_root: Path) -> dict:
+    try:
+        return json.loads((runs_root / WALL_TIMES).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
@@ -132,12 +180,13 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
     written.append(build_efficiency_report(scan.runs, results / "efficiency.md"))
-    _write_readme(results, profile, command, wall_time_s, [p for p in written if p])
+    grid_s = sum(_wall_times(runs_root).values()) or None
+    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p])
     console.print(f"results written to {results}")
 
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  written: list[Path]) -> None:
+                  grid_s: float | None, written: list[Path]) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
@@ -149,7 +198,8 @@ Profile **{profile['name']}**: {profile.get('description', '')}
 matched across methods.)
 
 Command: `{command}`
-{f"Wall time of this invocation: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun is shorter)." if wall_time_s else ""}
+{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`{WALL_TIMES}` beside the runs)." if grid_s else ""}
+{f"Wall time of the invocation that wrote this file, reports included: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun is shorter)." if wall_time_s else ""}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},
 peft {env['peft']}, accelerate {env['accelerate']}; {env['platform']}, {env['cpu_count']} CPUs,
@@ -165,7 +215,9 @@ Each run's folder (config.yaml, command.txt, env.json, log.jsonl, metrics.json, 
 - `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
   runner's own classifier; its held-out accuracy is in each run's metrics.json), perplexity, G-score,
   and sample rewrites.
-- `efficiency.md`: train time per epoch, step time relative to LoRA on the same task, peak memory.
+- `efficiency.md`: train time per epoch, step time relative to LoRA on the same task, peak memory;
+  inference time of each GLUE task's merged SaLoRA model against the base model, measured side by
+  side when this file is built.
 - `ranks/<task>/`: the learned rank per layer × module (`ranks.md`, `ranks_heatmap.png`) and the rank
   trajectory (`rank_trajectory.png`) of the first SaLoRA seed; `ranks/distribution.png` compares where
   the rank went (module types, depth) across tasks.

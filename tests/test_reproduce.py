@@ -20,12 +20,31 @@ def test_plan_layers_and_filters():
     assert [(r.task, r.method) for r in narrowed] == [("glue/rte", "salora")]
     lora = next(r for r in runs if r.method == "lora")
     from salora_cli.config import build_config
-    assert build_config(*lora.layers).adapter.r_init == 2  # per-method defaults apply
+    assert build_config(*lora.layers).adapter.r_init == 2  # the method override applies
 
 
-def test_real_profiles_are_valid():
-    for name in ("cpu", "paper"):
-        assert plan(load_profile(ROOT / "configs" / "reproduce" / f"{name}.yaml"), ROOT)
+def _planned(name: str) -> list:
+    from salora_cli.config import build_config
+
+    runs = plan(load_profile(ROOT / "configs" / "reproduce" / f"{name}.yaml"), ROOT)
+    assert runs
+    return [build_config(*r.layers) for r in runs]
+
+
+def test_cpu_profile_matches_the_final_budget_across_methods():
+    for cfg in _planned("cpu"):
+        a = cfg.adapter
+        if cfg.method == "lora":  # config files (yelp.yaml says r_init 12) must not undo this
+            assert a.r_init == 8, cfg.task
+        elif cfg.method in ("salora", "adalora"):
+            assert (a.r_init, a.budget) == (12, 8), cfg.task
+
+
+def test_paper_profile_keeps_full_finetuning_at_its_own_lr():
+    cfgs = _planned("paper")
+    assert {c.train.lr for c in cfgs if c.method == "full"} == {2e-5}
+    rte = next(c for c in cfgs if c.task == "glue/rte" and c.method == "salora")
+    assert (rte.train.lr, rte.train.epochs, rte.train.max_length) == (1.2e-3, 50, 320)
 
 
 def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
@@ -43,8 +62,34 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     metrics = json.loads((tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").read_text())
     assert metrics["seed"] == 1 and metrics["step_time_s"] > 0 and metrics["peak_memory_mb"] > 0
     assert "| glue/sst2 | lora | 2 |" in (results / "efficiency.md").read_text()
-    assert "Command:" in (results / "README.md").read_text()
+    readme = (results / "README.md").read_text()
+    assert "Command:" in readme and "Wall time of the grid:" in readme
+    wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
+    assert len(wall) == 6 and all(v > 0 for v in wall.values())
+    efficiency = (results / "efficiency.md").read_text()
+    rows = [line for line in efficiency.splitlines() if line.startswith(("| glue/sst2 | 0.", "| glue/rte | 0."))]
+    assert len(rows) == 2, efficiency  # merged-vs-base inference measured for both tasks
+    ratio = float(rows[0].rstrip(" |").rsplit("|", 1)[1])
+    assert 0.3 < ratio < 3.0
     # a rerun skips every finished run and only rebuilds the reports
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert out.count("skipped") == 6
+
+
+def test_rerun_refuses_a_finished_run_whose_profile_changed(tmp_path, capsys, shared_data, monkeypatch):
+    monkeypatch.setenv("SALORA_DATA", str(shared_data))
+    profile = tmp_path / "one.yaml"
+    text = PROFILE.read_text().replace("methods: [salora, lora], seeds: [0, 1]", "methods: [lora], seeds: [0]")
+    text = text.split("  - {task: glue/rte")[0]
+    profile.write_text(text)
+    args = ["reproduce", "--profile", profile, "--out", tmp_path / "runs", "--results", tmp_path / "results"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    metrics = tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed0" / "metrics.json"
+    before = metrics.read_bytes()
+    profile.write_text(text.replace("lora: {adapter: {r_init: 2}}", "lora: {adapter: {r_init: 3}}"))
+    code, out, err = run_cli(args, capsys)
+    assert code != 0
+    assert "adapter.r_init=2" in err and "now says 3" in err and "Traceback" not in err + out
+    assert metrics.read_bytes() == before
