@@ -213,6 +213,18 @@ def test_glue_average_only_when_complete(tmp_path):
     assert "CoLA MCC" in md and "STS-B Pearson" in md and "MNLI Acc-m" in md
 
 
+def test_salora_minus_lora_paired_by_seed(tmp_path):
+    for seed, (sal, lora) in enumerate([(90.0, 89.0), (91.0, 92.0), (88.0, 85.0)]):
+        write_run(tmp_path / f"s{seed}", task="glue/sst2", method="salora", seed=seed, best={"accuracy": sal})
+        write_run(tmp_path / f"l{seed}", task="glue/sst2", method="lora", seed=seed, best={"accuracy": lora})
+    write_run(tmp_path / "rte_s", task="glue/rte", method="salora", seed=0, best={"accuracy": 60.0})
+    write_run(tmp_path / "rte_l", task="glue/rte", method="lora", seed=1, best={"accuracy": 70.0})  # no pair
+    summary = build_metrics_report(find_runs(tmp_path)).markdown
+    summary = summary[summary.index("## GLUE summary"):]
+    line = next(l for l in summary.splitlines() if l.startswith("| SaLoRA − LoRA"))
+    assert line.startswith("| SaLoRA − LoRA | +1.00 (2/3) | — |")  # (1 - 1 + 3) / 3; RTE unpaired
+
+
 def test_csv_parses_back(tmp_path):
     for seed, (acc, f1) in enumerate([(85.0, 80.0), (87.0, 83.0)]):
         write_run(tmp_path / f"mrpc_{seed}", task="glue/mrpc", method="salora", seed=seed,

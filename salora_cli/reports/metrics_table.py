@@ -156,6 +156,26 @@ class MetricsRow:
 
 
 @dataclass(frozen=True)
+class PairedDifference:
+    """SaLoRA minus LoRA on one task, paired by seed (same data order and head init)."""
+
+    mean: float
+    wins: int
+    n: int
+
+
+def paired_difference(a: MetricsRow | None, b: MetricsRow | None) -> PairedDifference | None:
+    if a is None or b is None:
+        return None
+    scores_b = {r.seed: r.best.get(b.main_metric) for r in b.runs}
+    diffs = [r.best[a.main_metric] - scores_b[r.seed] for r in a.runs
+             if r.best.get(a.main_metric) is not None and scores_b.get(r.seed) is not None]
+    if not diffs:
+        return None
+    return PairedDifference(statistics.fmean(diffs), sum(d > 0 for d in diffs), len(diffs))
+
+
+@dataclass(frozen=True)
 class GlueAverage:
     """Mean of the eight GLUE main metrics (each a mean over seeds) of one method."""
 
@@ -313,6 +333,21 @@ class MetricsReport:
                 avg = averages.get((method, model))
                 cells.append(f"{avg.best:.2f}" if avg else "—")
             section.rows.append(cells)
+        models = sorted({r.model for r in rows})
+        for model in models:
+            if all((t, m, model) not in by_key for t in tasks for m in ("salora", "lora")):
+                continue
+            diffs = [paired_difference(by_key.get((t, "salora", model)), by_key.get((t, "lora", model)))
+                     for t in tasks]
+            if not any(diffs):
+                continue
+            section.breaks.add(len(section.rows) - 1)
+            cells = ["SaLoRA − LoRA"] + ([model] if self._multi_model else [])
+            cells += [f"{d.mean:+.2f} ({d.wins}/{d.n})" if d else "—" for d in diffs]
+            section.rows.append(cells + ([""] if averages else []))
+        if section.breaks:
+            section.caption += ("; SaLoRA − LoRA: mean difference of the main metric over seeds run by "
+                                "both, with how many of those seeds SaLoRA came out ahead")
         return section
 
     # -------------------------------------------------------------- renderers
