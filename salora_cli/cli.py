@@ -5,7 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -112,30 +112,38 @@ _HELP_SET = "Override any config key, e.g. --set adapter.orth_reg=0.05 (repeatab
     ", ".join(k for k in cfgmod.all_keys() if k != "adapter.method")
 
 
+# Options both `train` commands share, declared once (Typer reads each command's signature).
+Method = Annotated[Optional[str], Opt(help="salora | lora | adalora | full | bitfit")]
+Seed = Annotated[Optional[int], Opt(help="Random seed")]
+Out = Annotated[Optional[Path], Opt(help="Run folder (default: runs/<task>_<method>_seed<seed>)")]
+Rank = Annotated[Optional[int], Opt(help="Initial rank per adapted matrix (r_init; LoRA's fixed rank)")]
+Budget = Annotated[Optional[float], Opt(help="SaLoRA/AdaLoRA target average rank per matrix")]
+Alpha = Annotated[Optional[float], Opt(help="Adapter scale numerator (ΔW scaled by alpha / r_init)")]
+Lr = Annotated[Optional[float], Opt(help="Learning rate (adapters and head)")]
+Epochs = Annotated[Optional[float], Opt(help="Training epochs")]
+MaxSteps = Annotated[Optional[int], Opt(help="Optimizer steps (overrides epochs)")]
+BatchSize = Annotated[Optional[int], Opt(help="Training batch size (per process)")]
+MaxLength = Annotated[Optional[int], Opt(help="Maximum tokens per example")]
+EvalEvery = Annotated[Optional[int], Opt(help="Evaluate every N steps (default: every epoch)")]
+MaxTrain = Annotated[Optional[int], Opt(help="Train on a seeded random subset of this size")]
+MaxEval = Annotated[Optional[int], Opt(help="Evaluate on a seeded random subset of this size")]
+Sets = Annotated[list[str], Opt("--set", help=_HELP_SET)]
+Resume = Annotated[bool, Opt(help="Continue the run in --out from its last checkpoint")]
+Overwrite = Annotated[bool, Opt(help="Replace an existing run folder")]
+
+
 @train_app.command("glue")
 def train_glue(
     task: str = Opt(..., help=f"GLUE task: {', '.join(GLUE_TASKS)}"),
     config: Optional[Path] = Opt(None, help="YAML config (default: configs/glue/<task>.yaml)"),
-    method: Optional[str] = Opt(None, help="salora | lora | adalora | full | bitfit"),
+    method: Method = None,
     model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (minilm-l6)"),
     data_dir: Optional[Path] = Opt(None, help="GLUE root in the official layout <dir>/<TASK>/{train,dev}.tsv "
                                    "(default: $SALORA_DATA/glue, else the Hugging Face hub)"),
-    seed: Optional[int] = Opt(None, help="Random seed"),
-    out: Optional[Path] = Opt(None, help="Run folder (default: runs/<task>_<method>_seed<seed>)"),
-    rank: Optional[int] = Opt(None, help="Initial rank per adapted matrix (r_init; LoRA's fixed rank)"),
-    budget: Optional[float] = Opt(None, help="SaLoRA/AdaLoRA target average rank per matrix"),
-    alpha: Optional[float] = Opt(None, help="Adapter scale numerator (ΔW scaled by alpha / r_init)"),
-    lr: Optional[float] = Opt(None, help="Learning rate (adapters and head)"),
-    epochs: Optional[float] = Opt(None, help="Training epochs"),
-    max_steps: Optional[int] = Opt(None, help="Optimizer steps (overrides epochs)"),
-    batch_size: Optional[int] = Opt(None, help="Training batch size (per process)"),
-    max_length: Optional[int] = Opt(None, help="Maximum tokens per example"),
-    eval_every: Optional[int] = Opt(None, help="Evaluate every N steps (default: every epoch)"),
-    max_train_samples: Optional[int] = Opt(None, help="Train on a seeded random subset of this size"),
-    max_eval_samples: Optional[int] = Opt(None, help="Evaluate on a seeded random subset of this size"),
-    set_: list[str] = Opt([], "--set", help=_HELP_SET),
-    resume: bool = Opt(False, help="Continue the run in --out from its last checkpoint"),
-    overwrite: bool = Opt(False, help="Replace an existing run folder"),
+    seed: Seed = None, out: Out = None, rank: Rank = None, budget: Budget = None, alpha: Alpha = None,
+    lr: Lr = None, epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None,
+    max_length: MaxLength = None, eval_every: EvalEvery = None, max_train_samples: MaxTrain = None,
+    max_eval_samples: MaxEval = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
 ):
     """Fine-tune on a GLUE task."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
@@ -146,30 +154,19 @@ def train_glue(
 def train_style(
     task: str = Opt(..., help=f"Style-transfer task: {', '.join(STYLE_TASKS)}"),
     config: Optional[Path] = Opt(None, help="YAML config (default: configs/style/<task>.yaml)"),
-    method: Optional[str] = Opt(None, help="salora | lora | adalora | full | bitfit"),
+    method: Method = None,
     model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (smollm2-135m)"),
     data_dir: Optional[Path] = Opt(None, help="Yelp release folder, or the GYAFC_Corpus folder (GYAFC is "
                                    "licensed: local path only)"),
-    seed: Optional[int] = Opt(None, help="Random seed"),
-    out: Optional[Path] = Opt(None, help="Run folder (default: runs/<task>_<method>_seed<seed>)"),
-    rank: Optional[int] = Opt(None, help="Initial rank per adapted matrix"),
-    budget: Optional[float] = Opt(None, help="SaLoRA/AdaLoRA target average rank per matrix"),
-    alpha: Optional[float] = Opt(None, help="Adapter scale numerator"),
-    lr: Optional[float] = Opt(None, help="Learning rate"),
-    epochs: Optional[float] = Opt(None, help="Training epochs"),
-    max_steps: Optional[int] = Opt(None, help="Optimizer steps (overrides epochs)"),
-    batch_size: Optional[int] = Opt(None, help="Training batch size (per process)"),
-    max_length: Optional[int] = Opt(None, help="Maximum tokens per example"),
-    eval_every: Optional[int] = Opt(None, help="Evaluate every N steps"),
-    max_train_samples: Optional[int] = Opt(None, help="Train on a seeded random subset of this size"),
-    max_eval_samples: Optional[int] = Opt(None, help="Evaluate on a seeded subset of this size"),
     num_beams: Optional[int] = Opt(None, help="Beam size for generation (1 = greedy)"),
     direction: Optional[str] = Opt(None, help="GYAFC: both | informal-to-formal | formal-to-informal"),
-    set_: list[str] = Opt([], "--set", help=_HELP_SET + "; task options: --set task_options.train_pool=..."),
-    resume: bool = Opt(False, help="Continue the run in --out from its last checkpoint"),
-    overwrite: bool = Opt(False, help="Replace an existing run folder"),
+    seed: Seed = None, out: Out = None, rank: Rank = None, budget: Budget = None, alpha: Alpha = None,
+    lr: Lr = None, epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None,
+    max_length: MaxLength = None, eval_every: EvalEvery = None, max_train_samples: MaxTrain = None,
+    max_eval_samples: MaxEval = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
 ):
-    """Fine-tune a causal LM for text style transfer (Yelp sentiment, GYAFC formality)."""
+    """Fine-tune a causal LM for text style transfer (Yelp sentiment, GYAFC formality).
+    Task options (e.g. the Yelp training pool) take --set task_options.train_pool=official."""
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     _train("style", task, STYLE_TASKS, config, set_, out, resume, overwrite, flags)
 
