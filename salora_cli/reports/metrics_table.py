@@ -369,13 +369,16 @@ class MetricsReport:
             "",
             "Each cell is the **mean ± sample standard deviation** (ddof = 1) over the *n* seeds; the std is "
             "left out when there is a single seed. Metrics are taken at the **best dev checkpoint** (the "
-            "evaluation with the highest main metric — the usual dev-set reporting); the *final* column is "
+            "evaluation with the highest main metric — the usual dev-set reporting), chosen only among "
+            "evaluations made at the final budget, so SaLoRA and AdaLoRA are reported with the rank they "
+            "end with, never with an earlier, larger one; the *final* column is "
             "the main metric at the last training step. Where every run of a table also has a held-out "
             "test evaluation, that table's other metric columns are the test metrics (marked *test*).",
             "",
             "Metrics are percentages (0–100) except perplexity (PPL, lower is better). *Params* are the "
             "trainable parameters at the start → at the end of training (SaLoRA removes closed components, "
-            "so its count shrinks); *Time* is the mean training wall-clock time in seconds. The GLUE average "
+            "so its count shrinks; peft's AdaLoRA masks pruned components to zero but keeps them, so its "
+            "count does not, although its active rank ends at the same budget); *Time* is the mean training wall-clock time in seconds. The GLUE average "
             "is the mean of the eight tasks' main metrics and appears only for methods that have all eight.",
         ]
         return "\n".join(lines)
