@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -104,9 +105,9 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
         trainer = Trainer(cfg, run, console, resume=resume)
         rd.prepare(run, cfg, resume=resume, overwrite=not resume)
         trainer.run()
-        _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started)
+        _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
     build_results(runs_root, results, profile, console,
-                  command=shlex.join(sys.argv), wall_time_s=time.perf_counter() - started)
+                  command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started)
 
 
 def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
@@ -141,9 +142,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
 
 
-def _add_wall_time(runs_root: Path, name: str, seconds: float) -> None:
+def _add_wall_time(runs_root: Path, name: str, seconds: float, fresh: bool) -> None:
     times = _wall_times(runs_root)
-    times[name] = round(times.get(name, 0.0) + seconds, 1)
+    times[name] = round((0.0 if fresh else times.get(name, 0.0)) + seconds, 1)  # a rerun from scratch replaces
     atomic.write_json(runs_root / WALL_TIMES, times)
 
 
@@ -162,17 +163,21 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     from salora_cli.reports.efficiency import build_efficiency_report
 
     scan = find_runs([runs_root])
+    # runs/ is not committed; what every number rests on (config, command, metrics, ranks, outputs)
+    # is copied into results/runs/, and the tables and rank maps are built from that copy.
+    rd.replace_folder(results / "runs", lambda tmp: _copy_provenance(scan.runs, runs_root, tmp))
+    mirrored = find_runs([results / "runs"])
     written = []
     for family in ("glue", "style"):
-        runs = [r for r in scan.runs if r.family == family]
+        runs = [r for r in mirrored.runs if r.family == family]
         if runs:
             report = build_metrics_report(runs)
             report.print(console)
             written += report.write(results, family)
     ranks_dir = results / "ranks"
     rank_reports = []
-    for run in sorted(scan.runs, key=lambda r: (r.task, r.seed)):
-        if run.method == "salora" and run.seed == min(r.seed for r in scan.runs
+    for run in sorted(mirrored.runs, key=lambda r: (r.task, r.seed)):
+        if run.method == "salora" and run.seed == min(r.seed for r in mirrored.runs
                                                        if r.task == run.task and r.method == "salora"):
             report = build_rank_report(run.path)
             rank_reports.append(report)
@@ -183,6 +188,20 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     grid_s = sum(_wall_times(runs_root).values()) or None
     _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p])
     console.print(f"results written to {results}")
+
+
+PROVENANCE = ("config.yaml", "command.txt", "env.json", "metrics.json", "ranks.json", "generations.jsonl")
+
+
+def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
+    if (runs_root / WALL_TIMES).is_file():
+        shutil.copyfile(runs_root / WALL_TIMES, dest / WALL_TIMES)
+    for run in runs:
+        folder = dest / run.path.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in PROVENANCE:
+            if (run.path / name).is_file():
+                shutil.copyfile(run.path / name, folder / name)
 
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
@@ -198,15 +217,17 @@ Profile **{profile['name']}**: {profile.get('description', '')}
 matched across methods.)
 
 Command: `{command}`
-{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`{WALL_TIMES}` beside the runs)." if grid_s else ""}
-{f"Wall time of the invocation that wrote this file, reports included: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun is shorter)." if wall_time_s else ""}
+{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`)." if grid_s else ""}
+{f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},
 peft {env['peft']}, accelerate {env['accelerate']}; {env['platform']}, {env['cpu_count']} CPUs,
 {env['torch_threads']} torch threads{', GPU ' + env['cuda'] if env['cuda'] else ', no GPU'}.
 
-Each run's folder (config.yaml, command.txt, env.json, log.jsonl, metrics.json, ranks.json) is under
-`runs/reproduce/{profile['name']}/`; the tables below are built from those files only.
+Each run's record (config.yaml, command.txt, env.json, metrics.json, ranks.json and, for style
+transfer, generations.jsonl) is copied from `runs/reproduce/{profile['name']}/` into `runs/` here; the
+tables and rank maps are built from those copies only (efficiency.md's inference timing also
+reloads the runs' saved adapters, which stay under `runs/reproduce/`).
 
 ## Files
 - `glue.md` / `glue.csv`: task × method, mean ± sample std over seeds (n shown), main metric at the

@@ -62,6 +62,11 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     metrics = json.loads((tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").read_text())
     assert metrics["seed"] == 1 and metrics["step_time_s"] > 0 and metrics["peak_memory_mb"] > 0
     assert "| glue/sst2 | lora | 2 |" in (results / "efficiency.md").read_text()
+    # what each number rests on is committed with it: the tables link results/runs/, not runs/
+    record = results / "runs" / "glue-sst2_lora_minilm-l6_seed1"
+    assert (record / "config.yaml").is_file() and (record / "command.txt").is_file()
+    assert not (record / "adapter").exists()
+    assert "](runs/glue-sst2_lora_minilm-l6_seed1/config.yaml)" in (results / "glue.md").read_text()
     readme = (results / "README.md").read_text()
     assert "Command:" in readme and "Wall time of the grid:" in readme
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
