@@ -61,6 +61,8 @@ class Trainer:
         self.cfg = cfg
         self.out = out
         self.console = console or Console()
+        # Several runs share one process under `salora reproduce`: each measures its own peak.
+        self.memory_scope = reset_peak_memory()
         t = cfg.train
         set_seed(t.seed)
         checkpoint = out / CHECKPOINT
@@ -343,7 +345,7 @@ class Trainer:
             "train_time_s": round(self.state.train_time_s, 2), "steps": self.total_steps,
             "epochs": round(self.total_steps / self.steps_per_epoch, 3),
             "step_time_s": round(self.state.train_time_s / max(self.total_steps, 1), 4),
-            "peak_memory_mb": peak_memory_mb(),
+            "peak_memory_mb": peak_memory_mb(), "peak_memory_scope": self.memory_scope,
             "train_examples": len(self.train_set), "eval_examples": len(self.eval_set),
             "status": "finished",
         }
@@ -367,10 +369,28 @@ class Trainer:
         return metrics
 
 
+def reset_peak_memory() -> str:
+    """Start a new peak: "run" if it could be reset, else "process" (the peak since it started)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return "run"
+    try:  # Linux: writing 5 resets the resident-set high-water mark (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+        return "run"
+    except OSError:
+        return "process"
+
+
 def peak_memory_mb() -> float:
-    """Peak memory of this process: GPU allocations on CUDA, else the peak resident set size."""
+    """Peak memory since reset_peak_memory: GPU allocations on CUDA, else the peak resident set."""
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -61,6 +61,7 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert sst2_lora and sst2_lora[0]["n_seeds"] == "2" and sst2_lora[0]["seeds"] == "0;1"
     metrics = json.loads((tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").read_text())
     assert metrics["seed"] == 1 and metrics["step_time_s"] > 0 and metrics["peak_memory_mb"] > 0
+    assert metrics["peak_memory_scope"] == "run"
     assert "| glue/sst2 | lora | 2 |" in (results / "efficiency.md").read_text()
     # what each number rests on is committed with it: the tables link results/runs/, not runs/
     record = results / "runs" / "glue-sst2_lora_minilm-l6_seed1"
@@ -98,3 +99,17 @@ def test_rerun_refuses_a_finished_run_whose_profile_changed(tmp_path, capsys, sh
     assert code != 0
     assert "adapter.r_init=2" in err and "now says 3" in err and "Traceback" not in err + out
     assert metrics.read_bytes() == before
+
+
+def test_peak_memory_is_per_run_when_runs_share_a_process():
+    import pytest
+    import torch
+
+    from salora_cli.train import peak_memory_mb, reset_peak_memory
+
+    big = torch.ones(300 * 2**20 // 4)  # 300 MB, touched
+    high = peak_memory_mb()
+    del big
+    if reset_peak_memory() != "run":
+        pytest.skip("this platform cannot reset the peak")
+    assert peak_memory_mb() < high - 200

@@ -20,13 +20,17 @@ def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples
     lines = ["# Efficiency", "",
              "Measured during the runs themselves (mean over seeds): wall time per training epoch,",
              "time per optimizer step relative to LoRA on the same task (same batch size and data),",
-             "and the peak memory of the run's process (peak RSS on CPU, peak allocation on GPU).",
+             "and the peak memory of the run (peak RSS on CPU, reset when the run starts; peak allocation",
+             "on GPU). Memory is left blank for runs recorded before that reset existed: theirs was the",
+             "peak of a process that may have run other runs first, so it does not compare.",
              "",
              "| Task | Method | n | s / epoch | s / step | step time ÷ LoRA | peak memory (MB) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for (task, method), recs in sorted(groups.items()):
         per_epoch = [r["train_time_s"] / r["epochs"] for r in recs if r.get("epochs")]
-        memory = [r["peak_memory_mb"] for r in recs if r.get("peak_memory_mb")]
+        # older records hold the peak of a whole process that may have run other runs first
+        memory = [r["peak_memory_mb"] for r in recs
+                  if r.get("peak_memory_mb") and r.get("peak_memory_scope") == "run"]
         ratio = (step_time[(task, method)] / step_time[(task, "lora")]
                  if (task, method) in step_time and (task, "lora") in step_time else None)
         cells = [task, method, str(len(recs)), _num(per_epoch and statistics.mean(per_epoch), 1),
