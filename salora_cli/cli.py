@@ -54,14 +54,6 @@ def _overrides(flags: dict) -> dict:
     return out
 
 
-def _default_data_dir(family: str, task: str) -> str | None:
-    root = os.environ.get("SALORA_DATA")
-    if not root:
-        return None
-    sub = Path(root) / ("glue" if family == "glue" else task)
-    return str(sub) if sub.exists() else None
-
-
 def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], flags: dict) -> cfgmod.RunConfig:
     layers = [{"task": f"{family}/{task}"}]
     default_yaml = CONFIGS / family / f"{task}.yaml"
@@ -75,7 +67,7 @@ def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], fl
     if cfg.task != f"{family}/{task}":
         raise SaloraError(f"config task '{cfg.task}' does not match the command's task {family}/{task}")
     if cfg.data_dir is None:
-        cfg.data_dir = _default_data_dir(family, task)
+        cfg.data_dir = cfgmod.default_data_dir(os.environ.get("SALORA_DATA"), cfg.task)
     return cfg
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -227,3 +228,29 @@ def all_keys() -> list[str]:
         else:
             keys.append(f.name)
     return keys
+
+
+def first_difference(a: RunConfig, b: RunConfig) -> tuple[str, Any, Any] | None:
+    """The first dotted key (alphabetically) whose value differs, with both values; None if equal."""
+    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    changed = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    return (changed[0], fa.get(changed[0]), fb.get(changed[0])) if changed else None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def default_data_dir(data_root: str | os.PathLike | None, task: str) -> str | None:
+    """A task's folder under a data root ($SALORA_DATA): <root>/glue for GLUE, <root>/<name> else."""
+    if not data_root:
+        return None
+    family, name = task.split("/", 1)
+    sub = Path(data_root) / ("glue" if family == "glue" else name)
+    return str(sub) if sub.exists() else None

@@ -112,31 +112,19 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
 
 def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
     cfg = cfgmod.build_config(*p.layers)
-    if cfg.data_dir is None and data:
-        sub = Path(data) / ("glue" if cfg.task.startswith("glue/") else cfg.task.split("/")[1])
-        cfg.data_dir = str(sub) if sub.exists() else None
+    if cfg.data_dir is None:
+        cfg.data_dir = cfgmod.default_data_dir(data, cfg.task)
     return cfg
 
 
 def _check_finished_run_matches(run: Path, cfg: cfgmod.RunConfig) -> None:
     if not rd.is_finished(run):
         return
-    saved, planned = _flatten(rd.load_config(run).to_dict()), _flatten(cfg.to_dict())
-    changed = sorted(k for k in set(saved) | set(planned) if saved.get(k) != planned.get(k))
-    if changed:
-        k = changed[0]
-        raise SaloraError(f"{run} finished with {k}={saved.get(k)!r} but the profile now says "
-                          f"{planned.get(k)!r}; delete that run folder to rerun it")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
+    diff = cfgmod.first_difference(rd.load_config(run), cfg)
+    if diff:
+        key, saved, now = diff
+        raise SaloraError(f"{run} finished with {key}={saved!r} but the profile now says "
+                          f"{now!r}; delete that run folder to rerun it")
 
 
 WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
@@ -161,6 +149,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     from salora_cli.reports import (build_metrics_report, build_rank_report, compare_rank_distributions,
                                     find_runs)
     from salora_cli.reports.efficiency import build_efficiency_report
+    from salora_cli.reports.runs import first_seed_per_task
 
     scan = find_runs([runs_root])
     # runs/ is not committed; what every number rests on (config, command, metrics, ranks, outputs)
@@ -176,12 +165,10 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
             written += report.write(results, family)
     ranks_dir = results / "ranks"
     rank_reports = []
-    for run in sorted(mirrored.runs, key=lambda r: (r.task, r.seed)):
-        if run.method == "salora" and run.seed == min(r.seed for r in mirrored.runs
-                                                       if r.task == run.task and r.method == "salora"):
-            report = build_rank_report(run.path)
-            rank_reports.append(report)
-            written += report.write(ranks_dir / run.task.replace("/", "-"))
+    for task, run in first_seed_per_task(mirrored.runs, "salora").items():
+        report = build_rank_report(run.path)
+        rank_reports.append(report)
+        written += report.write(ranks_dir / task.replace("/", "-"))
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
     written.append(build_efficiency_report(scan.runs, results / "efficiency.md"))

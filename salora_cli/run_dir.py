@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from salora_cli import atomic
-from salora_cli.config import RunConfig, build_config, to_yaml
+from salora_cli.config import RunConfig, build_config, first_difference, to_yaml
 from salora_cli.errors import SaloraError
 
 DEFAULT_RUNS = Path("runs")
@@ -49,9 +49,11 @@ def check(run_dir: Path, cfg: RunConfig, resume: bool, overwrite: bool = False) 
             raise SaloraError(f"{run_dir} already exists and is not a run folder (no config.yaml); "
                               "refusing to write into or replace it: choose another --out")
         if resume:
-            saved = load_config(run_dir)
-            if saved.to_dict() != cfg.to_dict():
-                raise SaloraError(f"--resume: the config differs from the one saved in {run_dir}")
+            diff = first_difference(load_config(run_dir), cfg)
+            if diff:
+                key, saved, now = diff
+                raise SaloraError(f"--resume: the config differs from the one saved in {run_dir} "
+                                  f"({key}: saved {saved!r}, now {now!r})")
         elif not overwrite:
             raise SaloraError(f"run folder {run_dir} already exists; pass --resume to continue it, "
                               "--overwrite to replace it, or choose another --out")

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from salora_cli import atomic
-from salora_cli.reports.runs import RunRecord
+from salora_cli.reports.runs import RunRecord, first_seed_per_task
 
 
 def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples: int = 256) -> Path:
@@ -43,10 +43,7 @@ def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples
 
 
 def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
-    firsts = {}
-    for run in sorted(runs, key=lambda r: r.seed or 0):
-        if run.method == "salora" and run.family == "glue":
-            firsts.setdefault(run.task, run)
+    firsts = {t: r for t, r in first_seed_per_task(runs, "salora").items() if r.family == "glue"}
     if not firsts:
         return []
     lines = ["", "## Inference: merged SaLoRA vs the base model", "",
@@ -55,7 +52,7 @@ def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
              f"{n_examples} examples, interleaved, median of 5 after a warm-up. A ratio of 1.00 means no",
              "added latency. (Style transfer is left out: generation lengths differ between models.)", "",
              "| Task | base (s) | merged SaLoRA (s) | merged ÷ base |", "|---|---:|---:|---:|"]
-    for task, run in sorted(firsts.items()):
+    for task, run in firsts.items():
         base_s, merged_s = measure_merged_inference(run.path, n_examples)
         lines.append(f"| {task} | {base_s:.3f} | {merged_s:.3f} | {merged_s / base_s:.2f} |")
     return lines

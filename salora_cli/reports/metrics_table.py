@@ -333,10 +333,7 @@ class MetricsReport:
                 avg = averages.get((method, model))
                 cells.append(f"{avg.best:.2f}" if avg else "—")
             section.rows.append(cells)
-        models = sorted({r.model for r in rows})
-        for model in models:
-            if all((t, m, model) not in by_key for t in tasks for m in ("salora", "lora")):
-                continue
+        for model in sorted({r.model for r in rows}):
             diffs = [paired_difference(by_key.get((t, "salora", model)), by_key.get((t, "lora", model)))
                      for t in tasks]
             if not any(diffs):

@@ -153,6 +153,15 @@ class RunRecord:
         return (self.task, self.method, self.model, self.seed)
 
 
+def first_seed_per_task(runs: Iterable[RunRecord], method: str) -> dict[str, RunRecord]:
+    """Each task's run of `method` with the lowest seed (the one rank maps and timings show)."""
+    firsts: dict[str, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: (r.task, r.seed or 0)):
+        if run.method == method:
+            firsts.setdefault(run.task, run)
+    return firsts
+
+
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
     """Load one run folder; a folder without metrics.json or with a corrupted one raises SaloraError."""
     run_dir = Path(run_dir)
