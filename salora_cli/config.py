@@ -230,10 +230,10 @@ def all_keys() -> list[str]:
     return keys
 
 
-def first_difference(a: RunConfig, b: RunConfig) -> tuple[str, Any, Any] | None:
+def first_difference(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ()) -> tuple[str, Any, Any] | None:
     """The first dotted key (alphabetically) whose value differs, with both values; None if equal."""
     fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
-    changed = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    changed = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ignore)
     return (changed[0], fa.get(changed[0]), fb.get(changed[0])) if changed else None
 
 

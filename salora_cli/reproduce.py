@@ -120,7 +120,8 @@ def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
 def _check_finished_run_matches(run: Path, cfg: cfgmod.RunConfig) -> None:
     if not rd.is_finished(run):
         return
-    diff = cfgmod.first_difference(rd.load_config(run), cfg)
+    # data_dir only says where the same data lies (another machine, another checkout)
+    diff = cfgmod.first_difference(rd.load_config(run), cfg, ignore=("data_dir",))
     if diff:
         key, saved, now = diff
         raise SaloraError(f"{run} finished with {key}={saved!r} but the profile now says "

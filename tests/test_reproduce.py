@@ -94,6 +94,11 @@ def test_rerun_refuses_a_finished_run_whose_profile_changed(tmp_path, capsys, sh
     assert code == 0, err
     metrics = tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed0" / "metrics.json"
     before = metrics.read_bytes()
+    # the same data under another path (another checkout, another machine) is not a changed run
+    (tmp_path / "elsewhere").symlink_to(shared_data)
+    monkeypatch.setenv("SALORA_DATA", str(tmp_path / "elsewhere"))
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and "skipped" in out, err
     profile.write_text(text.replace("lora: {adapter: {r_init: 2}}", "lora: {adapter: {r_init: 3}}"))
     code, out, err = run_cli(args, capsys)
     assert code != 0
