@@ -80,6 +80,7 @@ class RunConfig:
         self.adapter.method = "lora" if self.method == "lora" else "salora"
         self.adapter.validate()
         self.train.validate()
+        self.data_dir = absolute_path(self.data_dir)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,10 +248,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
+def absolute_path(path: str | os.PathLike | None) -> str | None:
+    """An absolute form of a user-given path, so a saved config still finds its data when the run
+    is evaluated from another working directory (symlinks are kept as the user named them)."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def default_data_dir(data_root: str | os.PathLike | None, task: str) -> str | None:
     """A task's folder under a data root ($SALORA_DATA): <root>/glue for GLUE, <root>/<name> else."""
     if not data_root:
         return None
     family, name = task.split("/", 1)
     sub = Path(data_root) / ("glue" if family == "glue" else name)
-    return str(sub) if sub.exists() else None
+    return absolute_path(sub) if sub.exists() else None

@@ -6,3 +6,7 @@ class SaloraError(Exception):
 
     Raise it with a message that names the problem and, where possible, what would fix it.
     """
+
+
+class Interrupted(SaloraError):
+    """Ctrl-C during a command: the message says what was kept and how to continue (exit 130)."""

@@ -14,6 +14,7 @@ from salora_cli.errors import SaloraError
 from salora_cli.methods import AdapterMethod, load_method
 from salora_cli.models import resolve_model
 from salora_cli.train import subset
+from tasks.base import degenerate_flag
 
 CHECKPOINTS = {"best": "best", "final": "adapter"}
 
@@ -30,18 +31,44 @@ def _folder(run_dir: Path, checkpoint: str) -> Path:
 def reload_run(run_dir: Path, checkpoint: str = "best"):
     """(config, task, method, tokenizer) rebuilt from a run folder."""
     cfg = rd.load_config(run_dir)
+    folder = _folder(run_dir, checkpoint)  # before the (slow) model load
+    task = _task(cfg)
+    return (cfg, task, *_load(cfg, task, folder))
+
+
+def _task(cfg):
     task = tasks.get(cfg.task)
     if hasattr(task, "configure"):
         task.configure(**cfg.task_options)
+    return task
+
+
+def _load(cfg, task, folder: Path):
+    """(method, tokenizer): the base model with the run's saved weights from `folder`."""
     model, tokenizer = task.build_model(cfg.model)
-    method = load_method(model, cfg, _folder(run_dir, checkpoint))
-    return cfg, task, method, tokenizer
+    return load_method(model, cfg, folder), tokenizer
 
 
-def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Console) -> dict:
-    cfg, task, method, tokenizer = reload_run(run_dir, checkpoint)
+def _check_data_dir(cfg, run_dir: Path) -> None:
+    # A run may be evaluated on another machine or after the data moved: say so before any loading.
+    if cfg.data_dir and not Path(cfg.data_dir).exists():
+        raise SaloraError(f"data folder {cfg.data_dir} (from {run_dir / 'config.yaml'}) does not exist: "
+                          "pass --data-dir to say where the run's data is now")
+
+
+def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Console,
+                 data_dir: Path | None = None) -> dict:
+    """Recompute a run's metrics. Config, checkpoint and data are all checked (the data read)
+    before the model is loaded, so a missing piece fails in seconds."""
+    cfg = rd.load_config(run_dir)
+    if data_dir is not None:
+        cfg.data_dir = str(Path(data_dir).expanduser().absolute())
+    _check_data_dir(cfg, run_dir)
+    folder = _folder(run_dir, checkpoint)
+    task = _task(cfg)
     split = split or task.eval_split
     examples = eval_examples(cfg, task, split)
+    method, tokenizer = _load(cfg, task, folder)
     model = method.model
     model.eval()
     with torch.no_grad():
@@ -55,8 +82,12 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     for k, v in metrics.items():
         table.add_row(k, f"{v:.2f}", f"{recorded[k]:.2f}" if k in recorded else "")
     console.print(table)
+    flag = degenerate_flag(task)
+    if flag:
+        console.print(f"[yellow]warning:[/] every prediction is class {flag['predicted_class']!r}: "
+                      "a degenerate (majority-class) classifier", highlight=False)
     atomic.write_json(run_dir / f"eval_{split}_{checkpoint}.json",
-                      {"split": split, "checkpoint": checkpoint, "metrics": metrics})
+                      {"split": split, "checkpoint": checkpoint, "metrics": metrics, **flag})
     return metrics
 
 
@@ -91,12 +122,53 @@ def _recorded(run_dir: Path, checkpoint: str) -> dict:
     return entry.get("metrics", {})
 
 
-def export_run(run_dir: Path, out: Path, checkpoint: str = "best") -> dict[str, int]:
-    cfg, _, method, _ = reload_run(run_dir, checkpoint)
+def export_run(run_dir: Path, out: Path, checkpoint: str = "best", overwrite: bool = False) -> dict[str, int]:
+    check_export_target(run_dir, out, overwrite)
+    cfg = rd.load_config(run_dir)
+    if cfg.method not in ("salora", "lora"):  # known from the config: no need to load the model
+        raise SaloraError(f"export needs a salora or lora run; {run_dir} is a {cfg.method} run")
+    folder = _folder(run_dir, checkpoint)
+    task = _task(cfg)
+    method, _ = _load(cfg, task, folder)
     if not isinstance(method, AdapterMethod):
         raise SaloraError(f"export needs a salora or lora run; {run_dir} is a {cfg.method} run")
     base = resolve_model(cfg.model)
+    if not _is_empty_or_missing(out):  # an earlier export, and --overwrite: swap in the new one
+        ranks: dict[str, int] = {}
+        rd.replace_folder(out, lambda tmp: ranks.update(
+            export_peft(method.model, method.adapters, tmp, base_model_name_or_path=base)))
+        return ranks
     return export_peft(method.model, method.adapters, out, base_model_name_or_path=base)
+
+
+def _is_run_folder(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in ("metrics.json", "command.txt"))
+
+
+def _is_empty_or_missing(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
+    """Refuse, before the model is loaded, an OUT that would destroy something: a place inside any
+    run folder (`export RUN RUN/adapter` once replaced the run's own final weights), or an existing
+    folder that is not an earlier export (and an earlier export without --overwrite)."""
+    target, run = out.expanduser().resolve(), run_dir.expanduser().resolve()
+    inside = next((f for f in (target, *target.parents) if f == run or _is_run_folder(f)), None)
+    if inside is not None:
+        raise SaloraError(f"{out} is inside the run folder {inside}; export never writes into a run: "
+                          "choose an OUT outside it")
+    if _is_empty_or_missing(target):
+        return
+    if not target.is_dir():
+        raise SaloraError(f"{out} is an existing file; choose another OUT")
+    if not (target / "adapter_config.json").is_file():
+        raise SaloraError(f"{out} already exists and is not an exported adapter (no adapter_config.json); "
+                          "refusing to replace it: choose another OUT")
+    if not overwrite:
+        raise SaloraError(f"{out} already holds an exported adapter; pass --overwrite to replace it, "
+                          "or choose another OUT")
 
 
 def _device() -> torch.device:

@@ -7,8 +7,11 @@ Offline aliases point at pre-trained models that ship inside PyPI packages (see 
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from salora_cli.errors import SaloraError
@@ -89,12 +92,51 @@ def resolve_model(ref: str) -> str:
     return ref  # a hub id; loading reports if it is unknown or unreachable
 
 
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline_requested() -> bool:
+    """The user asked for offline mode: the libraries then read their cache and never retry."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(n, "").strip().upper() in ("1", "ON", "YES", "TRUE") for n in names)
+
+
+@functools.lru_cache(maxsize=None)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick request to the hub (through the environment's proxy, if any), once per process.
+
+    Without it an unreachable hub costs a minute or more of the libraries' retries and a screen of
+    warnings before the error. Any HTTP answer, even an error status, means the hub is reachable.
+    """
+    try:
+        urllib.request.urlopen(urllib.request.Request(hub_endpoint(), method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # no route, DNS failure, timeout, refused, a malformed HF_ENDPOINT
+        return False
+    return True
+
+
+def hub_unavailable() -> bool:
+    """True when a hub load would only end in retries: not offline by request, and no answer."""
+    return not hub_offline_requested() and not hub_reachable()
+
+
 def load_pretrained(auto_cls, ref: str, **kwargs):
     """`auto_cls.from_pretrained` with hub/offline failures turned into one-line errors."""
     resolved = resolve_model(ref)
+    unreachable = not Path(resolved).exists() and hub_unavailable()
+    if unreachable:
+        kwargs = {**kwargs, "local_files_only": True}  # a model already in the HF cache still loads
     try:
         return auto_cls.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as exc:
+        if unreachable:
+            raise SaloraError(
+                f"the Hugging Face hub ({hub_endpoint()}) is unreachable and model '{ref}' is not in the "
+                f"local cache: pass a local model folder with --model (offline aliases: {', '.join(ALIASES)})"
+            ) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaloraError(
             f"could not load model '{ref}': {first} "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from salora_cli import atomic
+from salora_cli import atomic, faults
 from salora_cli.config import RunConfig, build_config, first_difference, to_yaml
 from salora_cli.errors import SaloraError
 
@@ -114,8 +114,12 @@ def environment(num_processes: int, device: str, mixed_precision: str) -> dict:
 
 
 def append_log(run_dir: Path, record: dict) -> None:
-    with open(run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    path = run_dir / "log.jsonl"
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:  # a line cut here is dropped on resume (truncate_log)
+        raise atomic.unwritable(path, exc) from exc
 
 
 def truncate_log(run_dir: Path, step: int) -> None:
@@ -133,15 +137,37 @@ def truncate_log(run_dir: Path, step: int) -> None:
     atomic.write_text(path, "".join(f"{line}\n" for line in keep))
 
 
+def completed_folder(target: Path, marker: str) -> Path | None:
+    """The folder replace_folder last put in place, recognised by `marker` (its last file written):
+    `target`, or `target.old` when a crash fell between moving it aside and renaming the new one in."""
+    for folder in (target, target.with_name(target.name + ".old")):
+        if (folder / marker).is_file():
+            return folder
+    return None
+
+
 def replace_folder(target: Path, write) -> None:
-    """Write a folder via `write(tmp)` then swap it in, so a crash never leaves half a checkpoint."""
+    """Write a folder via `write(tmp)` then swap it in, so a crash never leaves half a checkpoint
+    (see completed_folder for the one moment when the old one is at `target.old`). A failed write
+    leaves `target` as it was and removes the half-written folder."""
     tmp = target.with_name(target.name + ".tmp")
     old = target.with_name(target.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    tmp.rename(target)
+    try:
+        tmp.mkdir(parents=True)
+        write(tmp)
+    except OSError as exc:  # the folder itself, or a plain copy inside `write`
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise atomic.unwritable(exc.filename or tmp, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            faults.reached(f"{target.name}_swap")
+        tmp.rename(target)
+    except OSError as exc:
+        raise atomic.unwritable(target, exc) from exc
     shutil.rmtree(old, ignore_errors=True)

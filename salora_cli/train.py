@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 import tasks
-from salora_cli import atomic, run_dir as rd
+from salora_cli import atomic, faults, run_dir as rd
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
 from salora_cli.methods import Method, build_method, resume_method
@@ -65,8 +65,7 @@ class Trainer:
         self.memory_scope = reset_peak_memory()
         t = cfg.train
         set_seed(t.seed)
-        checkpoint = out / CHECKPOINT
-        self.resume_from = checkpoint if resume and (checkpoint / "trainer_state.pt").exists() else None
+        self.resume_from = rd.completed_folder(out / CHECKPOINT, "trainer_state.pt") if resume else None
         self.task = tasks.get(cfg.task)
         if hasattr(self.task, "configure"):
             self.task.configure(**cfg.task_options)
@@ -107,23 +106,25 @@ class Trainer:
         self.state = LoopState(initial_trainable=self.method.trainable_count())
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
+        elif resume and self.accelerator.is_main_process:
+            rd.truncate_log(out, 0)  # killed before its first checkpoint: it starts over, its log too
 
     # ----------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
         """Everything needed to continue exactly: weights (learned shapes), optimizer, scheduler,
         method state (multipliers, gates' optimizer), loop state, data position, RNG states."""
+        rng = self._rng_states()  # a collective under several processes: before the early return
         if not self.accelerator.is_main_process:
             return
         state = {
             "loop": asdict(self.state), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "method": self.method.state_dict(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng,
         }
 
         def write(folder: Path) -> None:
             self.method.save_checkpoint(folder / "weights")
+            faults.reached("checkpoint_write")
             with atomic.atomic_path(folder / "trainer_state.pt") as tmp:
                 torch.save(state, tmp)
 
@@ -139,13 +140,23 @@ class Trainer:
             raise SaloraError(f"checkpoint {folder} is corrupted or does not fit this run ({exc})") from exc
         self.state = LoopState(**state["loop"])
         rng = state["rng"]
+        if isinstance(rng, list):  # one per process; a checkpoint from another process count: the first
+            acc = self.accelerator
+            rng = rng[acc.process_index] if len(rng) == acc.num_processes else rng[0]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        rd.truncate_log(self.out, self.state.step)
-        self.console.print(f"resumed from {folder} at step {self.state.step}")
+        if self.accelerator.is_main_process:
+            rd.truncate_log(self.out, self.state.step)
+            self.console.print(f"resumed from {folder} at step {self.state.step}")
+
+    def _rng_states(self) -> list[dict]:
+        """Every process's own RNG states (gate noise and dropout draw from them), in rank order."""
+        mine = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        return gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
@@ -175,6 +186,7 @@ class Trainer:
                     progress.update(bar, completed=self.state.step, info=self._info(logs))
                     if self.state.step % t.log_every == 0 or self.state.step == 1:
                         self._log(logs)
+                    faults.reached("after_step", self.state.step)
                     # train_time_s counts training only: evaluations and checkpoints are excluded
                     if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
                         paused = time.perf_counter()
@@ -237,6 +249,8 @@ class Trainer:
             self.state.step += 1
             events = self.method.after_step(self.state.step, self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
+        if events.get("removed"):
+            faults.reached("removal")
         if events.get("removed") or events.get("frozen"):
             self._record_ranks()
             self._rewrap()
@@ -311,25 +325,29 @@ class Trainer:
                 metrics = self.task.score(examples, [p for _, p in ordered])
             else:
                 metrics = self.task.evaluate(model, self.tokenizer, examples, **kw)
+        faults.reached("eval")
         model.train()
         return {k: float(v) for k, v in metrics.items()}
 
     def _evaluate_and_keep(self) -> dict:
         metrics = self.evaluate()
         step = self.state.step
+        flag = tasks.degenerate_flag(self.task)  # every prediction one class: say so wherever it is shown
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3),
                   "split": self.task.eval_split, "metrics": metrics,
-                  "at_budget": self.method.budget_met(step)}
+                  "at_budget": self.method.budget_met(step), **flag}
         self.state.evals.append(record)
         main = metrics[self.task.main_metric]
         best = self.state.best
         if record["at_budget"] and (best is None or main > best["metrics"][self.task.main_metric]):
-            self.state.best = {"step": step, "metrics": metrics}
+            self.state.best = {"step": step, "metrics": metrics, **flag}
             if self.accelerator.is_main_process:
                 rd.replace_folder(self.out / "best", self.method.save)
         if self.accelerator.is_main_process:
             self.console.print(f"  step {step}: {self.task.main_metric} = {main:.2f}"
-                               + ("" if record["at_budget"] else " (before the final budget)"))
+                               + ("" if record["at_budget"] else " (before the final budget)")
+                               + (f" [yellow]warning: every prediction is class {flag['predicted_class']!r}"
+                                  " (degenerate classifier)[/]" if flag else ""))
         return record
 
     # --------------------------------------------------------------- results
@@ -339,7 +357,8 @@ class Trainer:
             "task": self.cfg.task, "method": self.cfg.method, "seed": self.cfg.train.seed,
             "model": self.cfg.model, "main_metric": self.task.main_metric,
             "evals": self.state.evals, "best": self.state.best,
-            "final": {"step": final["step"], "metrics": final["metrics"]},
+            "final": {"step": final["step"], "metrics": final["metrics"],
+                      **{k: final[k] for k in ("degenerate", "predicted_class") if k in final}},
             "trainable_params": {"initial": self.state.initial_trainable,
                                  "final": self.method.trainable_count()},
             "train_time_s": round(self.state.train_time_s, 2), "steps": self.total_steps,

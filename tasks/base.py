@@ -66,3 +66,20 @@ def get(name: str) -> Task:
     if name not in _REGISTRY:
         raise SaloraError(f"unknown task '{name}' (known: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]()
+
+
+def single_class(preds: list) -> Any | None:
+    """The one class every prediction falls in, or None when there are two or more.
+
+    A classifier that always answers the majority class can still score well (MRPC: 68.4 accuracy,
+    81.2 F1), so such an evaluation is flagged rather than reported as a result.
+    """
+    classes = set(preds)
+    return next(iter(classes)) if len(preds) > 1 and len(classes) == 1 else None
+
+
+def degenerate_flag(task: Any) -> dict:
+    """{"degenerate": True, "predicted_class": name} for the task's last scored evaluation when every
+    prediction was one class; {} otherwise (and for tasks that do not classify)."""
+    name = getattr(task, "last_single_class", None)
+    return {} if name is None else {"degenerate": True, "predicted_class": name}

@@ -79,6 +79,36 @@ def read_lines(path: Path) -> list[str]:
         raise SaloraError(f"cannot read data file {path}: {exc.strerror}") from None
 
 
+def read_strict_lines(path: Path) -> list[str]:
+    """Like `read_lines`, but a line that is not UTF-8 is an error naming file and line (Yelp: the
+    release is clean UTF-8, so such a line means a damaged or wrong file, not text to guess at)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SaloraError(f"data file missing: {path}") from None
+    except OSError as exc:
+        raise SaloraError(f"cannot read data file {path}: {exc.strerror}") from None
+    lines = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        try:
+            lines.append(line.decode("utf-8").strip())
+        except UnicodeDecodeError as exc:
+            raise SaloraError(f"{path}, line {number}: not UTF-8 text ({exc.reason})") from None
+    return lines
+
+
+def read_sentences(path: Path) -> list[str]:
+    """A one-sentence-per-line file; an empty line inside it or a tab is an error naming the line
+    (the official Yelp files have neither; trailing empty lines are fine)."""
+    lines = _drop_trailing_empty(read_strict_lines(path))
+    for number, line in enumerate(lines, 1):
+        if not line:
+            raise SaloraError(f"{path}, line {number}: empty sentence")
+        if "\t" in line:
+            raise SaloraError(f"{path}, line {number}: expected one sentence, found tab-separated fields")
+    return lines
+
+
 def subsample(items: list, k: int | None, seed: int) -> list:
     """A seeded random subset of size k (all items if k is None or >= len)."""
     if k is None or k >= len(items):
@@ -107,10 +137,10 @@ def find_yelp_dir(data_dir: str | os.PathLike | None) -> Path:
 
 
 def read_yelp_labelled(folder: Path, prefix: str) -> list[tuple[str, int]]:
-    """(sentence, style) pairs from `<prefix>.0` and `<prefix>.1`, empty lines dropped."""
+    """(sentence, style) pairs from `<prefix>.0` and `<prefix>.1` (see `read_sentences`)."""
     pairs = []
     for style in (0, 1):
-        pairs += [(s, style) for s in read_lines(folder / f"{prefix}.{style}") if s]
+        pairs += [(s, style) for s in read_sentences(folder / f"{prefix}.{style}")]
     return pairs
 
 
@@ -142,8 +172,8 @@ def read_yelp_test(folder: Path) -> list[dict[str, Any]]:
     """Test examples: source in style s → target style 1-s, one human reference each."""
     examples = []
     for style in (0, 1):
-        sources = _drop_trailing_empty(read_lines(folder / f"sentiment.test.{style}"))
-        rows = _drop_trailing_empty(read_lines(folder / f"reference.{style}"))
+        sources = read_sentences(folder / f"sentiment.test.{style}")
+        rows = _drop_trailing_empty(read_strict_lines(folder / f"reference.{style}"))
         if len(rows) != len(sources):
             raise SaloraError(
                 f"reference.{style} has {len(rows)} lines but sentiment.test.{style} has {len(sources)} "
@@ -151,9 +181,9 @@ def read_yelp_test(folder: Path) -> list[dict[str, Any]]:
             )
         for i, (src, row) in enumerate(zip(sources, rows)):
             parts = row.split("\t")
-            if len(parts) != 2:
+            if len(parts) != 2 or not parts[1].strip():
                 raise SaloraError(f"{folder / f'reference.{style}'} line {i + 1}: expected "
-                                  "'source<TAB>rewrite'")
+                                  "'source<TAB>rewrite' (two fields, the rewrite not empty)")
             if parts[0].split() != src.split():
                 raise SaloraError(f"{folder / f'reference.{style}'} line {i + 1}: source column differs "
                                   f"from sentiment.test.{style} line {i + 1} (files not aligned)")

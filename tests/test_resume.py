@@ -43,8 +43,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, shared_data):
     proc = subprocess.Popen(_cli(data, killed), env=_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = killed / "checkpoints" / "last" / "trainer_state.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
+    while proc.poll() is None:  # no deadline: on a loaded machine the run is slow, not wrong
         # kill once the pruning phase has left a checkpoint behind (step 6 or later)
         if state.exists() and _checkpoint_step(killed) >= 6:
             proc.send_signal(signal.SIGKILL)

@@ -1,0 +1,114 @@
+"""One grid, two invocations: two `salora reproduce` started at once on one profile share its runs
+(each run trained once, claimed by a lock beside its folder) and results/ is rebuilt under a lock."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import ROOT
+from fault_helpers import make_small_glue, make_tiny_model
+from salora_cli import atomic
+
+PROFILE = """name: twice
+description: two invocations at once
+defaults:
+  model: tinybert
+  adapter: {r_init: 4, budget: 2}
+  train: {max_steps: 4, batch_size: 8, max_length: 32, max_train_samples: 32, max_eval_samples: 16,
+          eval_batch_size: 16}
+grid:
+  - {task: glue/sst2, methods: [salora, lora], seeds: [0, 1]}
+"""
+RUNS = [f"glue-sst2_{m}_tinybert_seed{s}" for m in ("salora", "lora") for s in (0, 1)]
+
+
+def test_a_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
+    path = tmp_path / "run.lock"
+    fd = atomic.try_lock(path)
+    assert fd is not None and atomic.lock_holder(path) == str(os.getpid())
+    assert atomic.try_lock(path) is None  # held, even against this same process
+    atomic.unlock(path, fd)
+    assert not path.exists()
+    # a holder killed outright leaves no stale claim: the kernel drops its lock
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from salora_cli import atomic; "
+                               "atomic.try_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(path)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "held"
+    assert atomic.try_lock(path) is None
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    fd = atomic.try_lock(path)
+    assert fd is not None
+    # `locked` waits for a held lock and says whose it is
+    told = []
+    waiter = threading.Thread(target=_hold_briefly, args=(path, told))
+    waiter.start()
+    while not told:
+        time.sleep(0.01)
+    assert told == [str(os.getpid())] and waiter.is_alive()
+    atomic.unlock(path, fd)
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and not path.exists()
+
+
+def _hold_briefly(path: Path, told: list) -> None:
+    with atomic.locked(path, on_wait=told.append):
+        pass
+
+
+def test_two_reproduce_invocations_share_one_grid(tmp_path, shared_data):
+    make_tiny_model(tmp_path / "tinybert")
+    make_small_glue(shared_data / "glue", tmp_path / "data" / "glue")
+    (tmp_path / "twice.yaml").write_text(PROFILE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+           "COLUMNS": "200", "SALORA_DATA": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "salora_cli", "reproduce", "--profile", "twice.yaml", "--out", "runs",
+           "--results", "results"]
+    # A third party (this test) holds the first run, so both invocations must meet a claimed run,
+    # go on with the others, then wait for it and one of them take it over once it is released.
+    claim = tmp_path / "runs" / "twice" / f".{RUNS[0]}.lock"
+    held = atomic.try_lock(claim)
+    logs = [tmp_path / f"invocation{i}.log" for i in (1, 2)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+             for log in logs]
+    try:
+        _wait_for(lambda: all("being run by another invocation" in log.read_text() for log in logs), procs)
+    finally:
+        atomic.unlock(claim, held)
+    for p in procs:
+        p.wait(timeout=300)
+    outputs = [log.read_text() for log in logs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for name in RUNS:  # each run trained by exactly one invocation, once
+        starts = sum(len(re.findall(rf"\d/4 {name}(?!:)", out)) for out in outputs)
+        assert starts == 1, (name, outputs)
+        assert len((tmp_path / "runs" / "twice" / name / "command.txt").read_text().splitlines()) == 1
+    assert all(f"pid {os.getpid()}" in out for out in outputs)  # each said who held the claimed run
+    _assert_results_whole(tmp_path)
+
+
+def _wait_for(condition, procs, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "invocations never met the claim"
+        time.sleep(0.1)
+
+
+def _assert_results_whole(root: Path) -> None:
+    results = root / "results"
+    rows = list(csv.DictReader((results / "glue.csv").open()))
+    assert sorted((r["method"], r["n_seeds"]) for r in rows) == [("lora", "2"), ("salora", "2")]
+    assert sorted(p.name for p in (results / "runs").iterdir() if p.is_dir()) == sorted(RUNS)
+    wall = json.loads((root / "runs" / "twice" / "wall_times.json").read_text())
+    assert sorted(wall) == sorted(RUNS) and all(v > 0 for v in wall.values())
+    leftovers = [p for p in [*root.glob(".*"), *results.rglob("*"), *(root / "runs").rglob("*")]
+                 if p.name.endswith((".tmp", ".old", ".lock"))]
+    assert not leftovers, leftovers
