@@ -11,7 +11,9 @@ rewrites (tasks.generation) and scoring them (tasks.style_metrics).
   four human references per source.
 
 Settings are attributes with defaults (set them, or pass them to `configure`, before `load_splits`):
-Yelp `train_pool`, `marker_threshold`, `marker_smoothing`, `marker_max_n`; GYAFC `domain`,
+Yelp `train_pool` and the content step's `marker_*` options (tasks.markers.CONTENT_DEFAULTS:
+`marker_threshold`, `marker_smoothing`, `marker_max_n`, `marker_normalize`, `marker_min_count`,
+`marker_negation`, `marker_trim`, `marker_fallback`, `marker_clitics`, `marker_select`); GYAFC `domain`,
 `direction`; both `max_new_tokens`, `num_beams`, `style_classifier`, `fluency_lm`.
 
 `eval_split` is "dev" (evaluated during training); the final evaluation uses `final_eval_split`
@@ -34,7 +36,7 @@ import torch
 from salora_cli.errors import SaloraError
 from tasks.base import Example, register
 from tasks.generation import generate_texts
-from tasks.markers import DEFAULT_MAX_N, DEFAULT_SMOOTHING, DEFAULT_THRESHOLD, delete_markers, extract_markers
+from tasks.markers import CONTENT_DEFAULTS, delete_markers, extract_markers
 from tasks.prompts import build_prompt, build_training_features, collate_features
 from tasks.style_data import (GYAFC_DOMAINS, GYAFC_STYLES, YELP_STYLES, check_direction, find_gyafc_domain_dir,
                               find_yelp_dir, make_example, read_gyafc_split, read_yelp_labelled,
@@ -182,13 +184,12 @@ class YelpStyleTask(StyleTask):
     bleu_normalize = staticmethod(yelp_normalize)
     bleu_lowercase = True
     default_max_new_tokens = 48  # Yelp sentences have at most 15 words
-    _options = StyleTask._options + ("train_pool", "marker_threshold", "marker_smoothing", "marker_max_n")
+    _options = StyleTask._options + ("train_pool",) + tuple(f"marker_{k}" for k in CONTENT_DEFAULTS)
 
     def __init__(self, **options: Any) -> None:
         self.train_pool = "shen2017-test"  # see tasks.style_data.YELP_TRAIN_POOLS
-        self.marker_threshold = DEFAULT_THRESHOLD
-        self.marker_smoothing = DEFAULT_SMOOTHING
-        self.marker_max_n = DEFAULT_MAX_N
+        for key, value in CONTENT_DEFAULTS.items():  # marker_threshold, marker_fallback, ... (tasks.markers)
+            setattr(self, f"marker_{key}", value)
         self.markers: dict[int, frozenset] = {}
         super().__init__(**options)
 
@@ -199,15 +200,21 @@ class YelpStyleTask(StyleTask):
         if not pool:
             raise SaloraError(f"Yelp train_pool '{self.train_pool}' in {folder} has no sentences")
         # Markers come from the whole pool even when training on a sample: more data, same split.
-        self.markers = extract_markers({s: [x for x, y in pool if y == s] for s in (0, 1)},
-                                       max_n=self.marker_max_n, smoothing=self.marker_smoothing,
-                                       threshold=self.marker_threshold)
+        self.markers = self.build_markers(pool)
         train = [self._reconstruction(x, y) for x, y in subsample(pool, max_train_samples, seed)]
         dev = [self._reconstruction(x, y) for x, y in read_yelp_labelled(folder, "sentiment.dev")]
         test = read_yelp_test(folder)
         for ex in test:
             ex["content"] = delete_markers(ex["source"], self.markers[ex["source_style"]])
         return {"train": train, "dev": dev, "test": test}
+
+    def build_markers(self, pool: list[tuple[str, int]]) -> dict[int, frozenset]:
+        """Markers of each style learned from (sentence, style) pairs, with this task's marker_* options."""
+        try:
+            return extract_markers({s: [x for x, y in pool if y == s] for s in (0, 1)},
+                                   **{k: getattr(self, f"marker_{k}") for k in CONTENT_DEFAULTS})
+        except (TypeError, ValueError) as exc:
+            raise SaloraError(f"{self.name}: invalid marker option: {exc}") from None
 
     def _reconstruction(self, sentence: str, style: int) -> Example:
         return make_example(sentence, style, style, target=sentence, references=[sentence],

@@ -111,7 +111,8 @@ def test_yelp_official_pool(tmp_path):
     shutil.copytree(YELP_TINY, folder)
     (folder / "sentiment.train.0").write_text("bad bad food .\n")
     (folder / "sentiment.train.1").write_text("good good food .\n")
-    splits = YelpStyleTask(train_pool="official", marker_threshold=2).load_splits(str(folder))
+    # λ = 1: two occurrences against none clear γ = 2 (the default λ = 3 is meant for real corpora).
+    splits = YelpStyleTask(train_pool="official", marker_threshold=2, marker_smoothing=1).load_splits(str(folder))
     assert [ex["source"] for ex in splits["train"]] == ["bad bad food .", "good good food ."]
     assert [ex["content"] for ex in splits["train"]] == ["food .", "food ."]
 
@@ -128,7 +129,7 @@ def test_yelp_misaligned_references(tmp_path):
 
 
 def test_yelp_task_splits_tiny():
-    task = YelpStyleTask(marker_threshold=2)
+    task = YelpStyleTask(marker_threshold=2, marker_smoothing=1)
     splits = task.load_splits(str(YELP_TINY), max_train_samples=None)
     assert {ex["source"] for ex in splits["train"]} == {s for s, _ in read_yelp_pool(YELP_TINY, "shen2017-test")}
     assert {("terrible",), ("awful",)} <= task.markers[0] and {("great",), ("delicious",)} <= task.markers[1]
@@ -138,7 +139,7 @@ def test_yelp_task_splits_tiny():
         assert ex["references"] == [ex["source"]]
         assert ex["content"] == delete_markers(ex["source"], task.markers[ex["source_style"]])
     food = next(ex for ex in splits["train"] if ex["source"] == "the food was terrible .")
-    assert food["content"] == "the food ."
+    assert food["content"] == "the food was ."  # only "terrible"; "was" is style-neutral (trimmed)
     fries = next(ex for ex in splits["test"] if ex["source"] == "the fries were awful and cold .")
     assert fries["target_style"] == 1 and "awful" not in fries["content"] and "fries" in fries["content"]
     assert fries["references"] == ["The fries were delicious and hot."]
@@ -234,6 +235,9 @@ def test_registered_and_protocol():
         assert task.name == name and task.main_metric == "bleu" and task.eval_split == "dev"
         assert task.final_eval_split == "test"
     assert YelpStyleTask().settings() == {"max_new_tokens": 48, "num_beams": 1, "train_pool": "shen2017-test",
-                                          "marker_threshold": 15.0, "marker_smoothing": 1.0, "marker_max_n": 4}
+                                          "marker_threshold": 4.0, "marker_smoothing": 3.0, "marker_max_n": 4,
+                                          "marker_normalize": True, "marker_min_count": 1, "marker_negation": 1,
+                                          "marker_trim": 3.0, "marker_fallback": 1.0, "marker_clitics": True,
+                                          "marker_select": "salience"}
     assert GyafcStyleTask().configure(domain="em", num_beams=4).settings() == {
         "max_new_tokens": 64, "num_beams": 4, "domain": "em", "direction": "both"}
