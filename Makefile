@@ -5,7 +5,7 @@ SALORA := $(VENV)/bin/salora
 DATA   ?= $(abspath ../shared/data)
 PROFILE ?= cpu
 
-.PHONY: install test test-slow demo bench reproduce clean
+.PHONY: install test test-slow demo bench reproduce ablations clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
 	# results/ is regenerated from the runs; commit it together with the code that produced it
+
+ablations: install
+	SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS))
+	# results/ablations.md is regenerated from the runs; commit it with the code that produced it
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -149,9 +149,14 @@ class AdapterMethod(Method):
     def rank_point(self, step):
         n = len(self.adapters)
         point = {"total_rank": self.adapters.total_rank()}
+        if self.hooks.controller is None:
+            return point
+        point["target_total"] = self.hooks.controller.target(step) * n
+        point["removed_by_gates"] = self.hooks.removed["gates"]
+        point["removed_by_projection"] = self.hooks.removed["projection"]
         if self.hooks.active:  # once frozen, gates are fixed at ẑ: only the count matters
             point["expected_rank_total"] = float(self.adapters.expected_rank_avg().detach()) * n
-            point["target_total"] = self.hooks.controller.target(step) * n
+            point["open_rank_total"] = self.adapters.open_rank_avg() * n
         return point
 
     def save(self, folder):

@@ -35,7 +35,8 @@ def _in_out(base: nn.Module) -> tuple[int, int, bool]:
 
 class AdaptedLinear(nn.Module):
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-                 gates: HardConcrete | None = None, gate_init_log_alpha: float = 2.5):
+                 gates: HardConcrete | None = None, gate_init_log_alpha: float = 2.5,
+                 init: str = "lora"):
         super().__init__()
         self.base = base
         self.in_features, self.out_features, self.fan_in_fan_out = _in_out(base)
@@ -43,6 +44,7 @@ class AdaptedLinear(nn.Module):
         self.scaling = alpha / r
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.gates = gates
+        self.init = init  # gated components: "lora" (B = 0, λ = 1) or "svd" (λ = 0)
         weight = base.weight
         kw = dict(device=weight.device, dtype=weight.dtype)
         self.lora_A = nn.Parameter(torch.empty(r, self.in_features, **kw))
@@ -65,10 +67,16 @@ class AdaptedLinear(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             nn.init.zeros_(self.lora_B)
             return
-        # A: orthonormal rows; B = 0 so ΔW = 0; λ = 1 so B learns at LoRA's pace from step 1.
+        # A: orthonormal rows. "lora": B = 0 so ΔW = 0, λ = 1 so B learns at LoRA's pace from step
+        # 1, and a component's size s·λ·‖a‖·‖b‖ grows from 0 as the task asks. "svd": B with
+        # orthonormal columns and λ = 0 (AdaLoRA's): the size lives in λ alone.
         self.lora_A.copy_(_orthonormal(self.rank, self.in_features, self.lora_A))
-        self.lora_B.zero_()
-        self.lora_lambda.fill_(1.0)
+        if self.init == "svd":
+            self.lora_B.copy_(_orthonormal(self.out_features, self.rank, self.lora_B))
+            self.lora_lambda.zero_()
+        else:
+            self.lora_B.zero_()
+            self.lora_lambda.fill_(1.0)
 
     # ------------------------------------------------------------- structure
     @property
@@ -179,7 +187,8 @@ class AdaptedLinear(nn.Module):
         for attr, (p, dim) in self.adapter_parameters().items():
             shape = list(p.shape)
             shape[dim] = r
-            setattr(self, attr, nn.Parameter(p.new_empty(shape), requires_grad=p.requires_grad))
+            # an emptied matrix is skipped in forward: trainable, it would break DDP (no gradient)
+            setattr(self, attr, nn.Parameter(p.new_empty(shape), requires_grad=p.requires_grad and r > 0))
 
     def extra_repr(self) -> str:
         kind = "salora" if self.gated else "lora"

@@ -153,6 +153,41 @@ class AdapterSet:
         log_alpha = torch.cat([layer.log_alpha for layer in gated])
         return (gated[0].gates.prob_open(log_alpha).sum() + fixed) / len(self)
 
+    def open_rank_avg(self) -> float:
+        """Components whose deterministic gate is open (ẑ > 0), per matrix: the rank the model has
+        once closed components are removed (ungated matrices count their full rank)."""
+        gated = [layer for layer in self if layer.gated and layer.rank]
+        fixed = sum(layer.rank for layer in self if not layer.gated)
+        if not gated:
+            return float(fixed) / len(self)
+        threshold = gated[0].gates.closed_threshold()
+        log_alpha = torch.cat([layer.log_alpha.detach() for layer in gated])
+        return (int((log_alpha > threshold).sum()) + fixed) / len(self)
+
+    @torch.no_grad()
+    def push_marginal(self, keep_total: int, amount: float) -> int:
+        """Lower log α by `amount` on the open components beyond the `keep_total` largest.
+
+        The ranked budget push (see budget.py): only the components that must close for the open
+        count to meet its target move, the least defended first. Returns how many were pushed.
+        """
+        gated = [layer for layer in self if layer.gated and layer.rank]
+        if not gated or amount <= 0:
+            return 0
+        threshold = gated[0].gates.closed_threshold()
+        log_alpha = torch.cat([layer.log_alpha.detach() for layer in gated])
+        is_open = log_alpha > threshold
+        excess = int(is_open.sum()) + sum(l.rank for l in self if not l.gated) - keep_total
+        if excess <= 0:
+            return 0
+        # open components in increasing log α; closed ones sort last (+inf) and are never chosen
+        order = torch.argsort(torch.where(is_open, log_alpha, torch.inf), stable=True)[:excess]
+        push = torch.zeros_like(log_alpha)
+        push[order] = amount
+        for layer, part in zip(gated, push.split([layer.rank for layer in gated])):
+            layer.log_alpha.sub_(part.to(layer.log_alpha.dtype))
+        return excess
+
     def stats(self) -> list[dict]:
         """Per-module rank and gate statistics; cheap (a few tiny reductions per module)."""
         rows = []
@@ -257,7 +292,8 @@ def attach(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[str] | No
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         base = getattr(parent, child)
-        layer = AdaptedLinear(base, cfg.r_init, cfg.alpha, cfg.dropout, gates, cfg.gate_init_log_alpha)
+        layer = AdaptedLinear(base, cfg.r_init, cfg.alpha, cfg.dropout, gates, cfg.gate_init_log_alpha,
+                              init=cfg.init)
         layer.train(base.training)  # a new module starts in train mode; follow the model's mode
         setattr(parent, child, layer)
         adapted.append(AdaptedModule(name, role, _layer_index(name), layer))

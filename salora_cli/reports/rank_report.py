@@ -161,7 +161,21 @@ class RankReport:
                          + (f" × r_init {self.r_init}" if self.r_init else "") + ")"
                          + (f", now {self.total / self.n_matrices:.2f} per matrix on average"
                             if self.n_matrices else ""))
+        removal = self.removal_line
+        if removal:
+            lines.append(removal)
         return lines
+
+    @property
+    def removal_line(self) -> str | None:
+        """How the components went: closed by their gates during training, or cut by the freeze
+        projection (recorded per trajectory point by SaLoRA runs)."""
+        last = self.trajectory[-1] if self.trajectory else {}
+        if "removed_by_gates" not in last:
+            return None
+        gates, cut = int(last["removed_by_gates"]), int(last.get("removed_by_projection", 0))
+        share = f" ({100 * cut / self.initial_total:.1f} % of initial)" if self.initial_total else ""
+        return f"removed {gates + cut}: {gates} closed by their gates during training, {cut} by the freeze projection{share}"
 
     # ------------------------------------------------------------- renderers
     def _body(self) -> tuple[list[str], list[list[str]], list[str]]:

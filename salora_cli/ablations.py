@@ -1,0 +1,195 @@
+"""`make ablations` / `salora ablate`: the effect of each SaLoRA design choice, as one table.
+
+A profile (configs/reproduce/ablations.yaml) names tasks, seeds and variants; a variant is a set
+of config overrides on top of the final design (e.g. the uniform budget push, the Frobenius
+orthogonality penalty, AdaLoRA's λ = 0 init). Every (variant, task, seed) is one run under
+runs/ablations/, run resumably through the same machinery as `salora reproduce` (finished runs
+are skipped, interrupted ones resumed, two invocations never run the same run). The table goes to
+results/ablations.md; what each number rests on is copied to results/ablations/runs/.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from salora_cli import atomic
+from salora_cli import config as cfgmod
+from salora_cli import reproduce
+from salora_cli import run_dir as rd
+from salora_cli.errors import SaloraError
+
+
+@dataclass
+class VariantRun(reproduce.PlannedRun):
+    variant: str = "design"
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.task.replace('/', '-')}_{self.variant}_seed{self.seed}"
+
+
+def load_profile(path: Path) -> dict:
+    profile = cfgmod.load_yaml(path)
+    unknown = set(profile) - {"name", "description", "defaults", "tasks", "seeds", "variants"}
+    if unknown:
+        raise SaloraError(f"ablation profile {path}: unknown key(s) {sorted(unknown)}")
+    for key in ("tasks", "seeds", "variants"):
+        if not profile.get(key):
+            raise SaloraError(f"ablation profile {path} has no {key}")
+    if "design" not in profile["variants"]:
+        raise SaloraError(f"ablation profile {path}: the variants must include 'design' (the reference)")
+    return profile
+
+
+def plan(profile: dict, tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[VariantRun]:
+    runs = []
+    for entry in profile["tasks"]:
+        task = entry["task"]
+        if tasks and task not in tasks and task.split("/")[-1] not in tasks:
+            continue
+        for variant, overrides in profile["variants"].items():
+            for seed in profile["seeds"]:
+                if seeds is not None and seed not in seeds:
+                    continue
+                layers = [profile.get("defaults") or {}, entry.get("config") or {}, overrides or {},
+                          {"task": task, "method": "salora", "train": {"seed": seed}}]
+                cfg = cfgmod.build_config(*layers)  # validate every run before starting any
+                runs.append(VariantRun(task, "salora", seed, cfg.model, layers, variant=variant))
+    if not runs:
+        raise SaloraError("the ablation profile and the TASKS/SEEDS filters select no run")
+    return runs
+
+
+def run_ablations(profile_path: Path, out: Path, results: Path, console: Console, data: str | None,
+                  tasks: list[str] | None = None, seeds: list[int] | None = None) -> Path:
+    profile = load_profile(profile_path)
+    planned = plan(profile, tasks, seeds)
+    runs_root = out / profile["name"]
+    console.rule(f"ablations: {len(planned)} runs → {runs_root}")
+    for p in planned:
+        reproduce._check_finished_run_matches(runs_root / p.folder_name, reproduce._planned_config(p, data))
+    for i, p in enumerate(planned, 1):
+        run = runs_root / p.folder_name
+        if rd.is_finished(run):
+            console.print(f"[dim]{i}/{len(planned)} {p.folder_name}: finished earlier, skipped[/]")
+            continue
+        reproduce._run_one(f"{i}/{len(planned)}", p, run, runs_root, data, console)
+    command = shlex.join(["salora", *sys.argv[1:]])
+    return write_table(profile, planned, runs_root, results, command)
+
+
+# ------------------------------------------------------------------ the table
+def run_summary(run: Path) -> dict | None:
+    """Main metric (best at the final budget) and how the structure was reached, for one run."""
+    metrics, ranks = _read_json(run / "metrics.json"), _read_json(run / "ranks.json")
+    cfg = rd.load_config(run) if (run / "config.yaml").exists() else None
+    if metrics is None or ranks is None or cfg is None or not metrics.get("best"):
+        return None
+    main = metrics["main_metric"]
+    n_init = ranks["r_init"] * ranks["n_matrices"]
+    trajectory = ranks["trajectory"]
+    last = trajectory[-1]
+    ramp_end = cfg.adapter.ramp_end * metrics["steps"]
+    after = [p for p in trajectory if p["step"] >= ramp_end and p.get("target_total")]
+    return {
+        "score": metrics["best"]["metrics"][main],
+        "freeze_cut_pct": 100.0 * last.get("removed_by_projection", 0) / n_init,
+        "max_rank_dev_pct": max((100.0 * abs(p["total_rank"] / p["target_total"] - 1) for p in after),
+                                default=float("nan")),
+    }
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, results: Path,
+                command: str) -> Path:
+    tasks = list(dict.fromkeys(p.task for p in planned))
+    variants = list(dict.fromkeys(p.variant for p in planned))
+    summaries = {(p.variant, p.task, p.seed): run_summary(runs_root / p.folder_name) for p in planned}
+    seeds = sorted({p.seed for p in planned})
+
+    def scores(variant, task):
+        return {s: summaries[(variant, task, s)]["score"] for s in seeds if summaries.get((variant, task, s))}
+
+    header = ["variant", "overrides"] + [f"{t.split('/')[-1]} (Δ vs design, paired)" for t in tasks] + \
+             ["freeze cut, % of initial (max)", "rank off target after ramp, % (max)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+    for variant in variants:
+        cells = [variant, _describe(profile["variants"][variant])]
+        for task in tasks:
+            mine, ref = scores(variant, task), scores("design", task)
+            paired = [mine[s] - ref[s] for s in mine if s in ref]
+            delta = "" if variant == "design" or not paired else f" ({statistics.mean(paired):+.2f})"
+            cells.append(_mean_std(list(mine.values())) + delta)
+        runs = [summaries[k] for k in summaries if k[0] == variant and summaries[k]]
+        cells.append(f"{max(r['freeze_cut_pct'] for r in runs):.1f}" if runs else "–")
+        cells.append(f"{max(r['max_rank_dev_pct'] for r in runs):.1f}" if runs else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    missing = [p.folder_name for p in planned if summaries[(p.variant, p.task, p.seed)] is None]
+    text = "\n".join([
+        "# SaLoRA ablations",
+        "",
+        f"Generated by `{command}` from the runs under `{runs_root}` (config, command and metrics of "
+        "each copied to `ablations/runs/`). " + (profile.get("description") or ""),
+        "",
+        f"Score: the task's main metric on dev, best checkpoint at the final budget; mean ± sample std "
+        f"over seeds {', '.join(map(str, seeds))}; Δ: mean paired difference to `design` (same seed). "
+        "Freeze cut: components the freeze projection removed (the rest were closed by their gates "
+        "during training). Rank off target: the largest gap between the physical total rank and the "
+        "target from the end of the ramp on.",
+        "",
+        *lines,
+        "",
+        *([f"Not finished (left out): {', '.join(missing)}", ""] if missing else []),
+    ])
+    out = results / "ablations.md"
+    atomic.write_text(out, text)
+    rd.replace_folder(results / "ablations" / "runs", lambda tmp: _copy(planned, runs_root, tmp))
+    return out
+
+
+def _copy(planned: list[VariantRun], runs_root: Path, dest: Path) -> None:
+    import shutil
+
+    for p in planned:
+        src = runs_root / p.folder_name
+        if not rd.is_finished(src):
+            continue
+        (dest / p.folder_name).mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "command.txt", "metrics.json", "ranks.json"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, dest / p.folder_name / name)
+
+
+def _describe(overrides: dict | None) -> str:
+    """`adapter.orth_form=frobenius, …` for the table."""
+    flat = []
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat.append(f"{prefix[:-1]}={value}")
+
+    walk("", overrides or {})
+    return ", ".join(f"`{f}`" for f in flat) or "(final design)"

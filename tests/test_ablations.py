@@ -1,0 +1,46 @@
+"""`salora ablate`: one command runs every design variant and writes results/ablations.md."""
+from __future__ import annotations
+
+import json
+
+from cli_helpers import assert_clean_error, run_cli
+from conftest import FIXTURES
+from salora_cli.ablations import load_profile, plan
+from salora_cli.config import build_config
+
+PROFILE = FIXTURES / "ablations_tiny.yaml"
+
+
+def test_plan_applies_each_variant_on_top_of_the_design():
+    runs = plan(load_profile(PROFILE))
+    assert [r.folder_name for r in runs] == [
+        "glue-sst2_design_seed0", "glue-sst2_design_seed1",
+        "glue-sst2_uniform_push_seed0", "glue-sst2_uniform_push_seed1"]
+    pushes = {r.variant: build_config(*r.layers).adapter.budget_push for r in runs}
+    assert pushes == {"design": "ranked", "uniform_push": "uniform"}
+    assert plan(load_profile(PROFILE), seeds=[1])[0].folder_name == "glue-sst2_design_seed1"
+
+
+def test_ablate_runs_then_writes_the_table(tmp_path, capsys, shared_data, monkeypatch):
+    monkeypatch.setenv("SALORA_DATA", str(shared_data))
+    args = ["ablate", "--profile", PROFILE, "--out", tmp_path / "runs", "--results", tmp_path / "results"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err + out
+    table = (tmp_path / "results" / "ablations.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"design", "uniform_push"}
+    # a score with its spread for the reference, a paired Δ for the variant
+    assert " ± " in rows["design"] and "(+" in rows["uniform_push"] or "(-" in rows["uniform_push"]
+    copied = tmp_path / "results" / "ablations" / "runs" / "glue-sst2_uniform_push_seed1"
+    assert json.loads((copied / "metrics.json").read_text())["status"] == "finished"
+    # a second invocation runs nothing again and rewrites the same table
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and "finished earlier, skipped" in out
+    assert (tmp_path / "results" / "ablations.md").read_text() == table
+
+
+def test_profile_without_the_reference_variant_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(PROFILE.read_text().replace("  design: {}\n", ""))
+    code, out, err = run_cli(["ablate", "--profile", bad], capsys)
+    assert_clean_error(code, err, "design")
