@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 
 from salora_cli import config as cfgmod
-from salora_cli.errors import SaloraError
+from salora_cli.errors import Interrupted, SaloraError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune language models with SaLoRA and reproduce its experiments.")
@@ -86,18 +87,38 @@ def _train(family: str, task: str, known: tuple, config, sets, out, resume, over
         return json.loads((run / "metrics.json").read_text())
     # Data and model are loaded (and validated) before the run folder is touched, so a bad input
     # never leaves a half-made folder nor costs an --overwrite'd run.
-    trainer = Trainer(cfg, run, console, resume=resume)
+    try:
+        trainer = Trainer(cfg, run, console, resume=resume)
+    except KeyboardInterrupt:  # nothing written yet: the same command starts it again
+        raise Interrupted(f"before training started; nothing was written to {run}: "
+                          "run the same command again") from None
     if main_process:
         rd.prepare(run, cfg, resume=resume, overwrite=overwrite)
     else:
         console.quiet = True
     console.print(f"[bold]salora[/] {cfg.task} · {cfg.method} · {cfg.model} · seed {cfg.train.seed} → {run}")
-    metrics = trainer.run()
+    try:
+        metrics = trainer.run()
+    except KeyboardInterrupt:
+        raise Interrupted(f"run {run} stopped before it finished; continue it from its last checkpoint with: "
+                          f"{resume_command(sys.argv, run)}") from None
     best = metrics["best"] or metrics["final"]
     console.print(f"[green]done[/]: {metrics['main_metric']} best {best['metrics'][metrics['main_metric']]:.2f}"
                   f" (step {best['step']}), final {metrics['final']['metrics'][metrics['main_metric']]:.2f}"
                   f" · {metrics['train_time_s']:.0f} s · {run}")
     return metrics
+
+
+def resume_command(argv: list[str], run: Path) -> str:
+    """The command line that continues an interrupted run: the original one plus --resume (and the
+    run folder named explicitly), without --overwrite, which would start it over."""
+    prog = [sys.executable, "-m", "salora_cli"] if Path(argv[0]).name == "__main__.py" else [argv[0]]
+    args = [a for a in argv[1:] if a not in ("--overwrite", "--no-overwrite", "--no-resume")]
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        args += ["--out", str(run)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(prog + args)
 
 
 _HELP_SET = "Override any config key, e.g. --set adapter.orth_reg=0.05 (repeatable). Keys: " + \
@@ -168,11 +189,13 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A finished run folder"),
     split: Optional[str] = Opt(None, help="Split to evaluate (default: the task's dev split)"),
     checkpoint: str = Opt("best", help="best | final"),
+    data_dir: Optional[Path] = Opt(None, help="Where the run's data is now (default: the data_dir in its "
+                                   "config.yaml)"),
 ):
     """Reload a run (config + saved weights) and recompute its metrics."""
     from salora_cli.evaluation import evaluate_run
 
-    evaluate_run(run_dir, split, checkpoint, console)
+    evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir)
 
 
 @app.command("export")
@@ -180,11 +203,13 @@ def export_cmd(
     run_dir: Path = typer.Argument(..., help="A finished salora or lora run folder"),
     out: Path = typer.Argument(..., help="Folder for the plain peft LoRA adapter"),
     checkpoint: str = Opt("best", help="best | final"),
+    overwrite: bool = Opt(False, help="Replace OUT if it already holds an exported adapter"),
 ):
-    """Export a plain peft LoRA adapter (per-module learned ranks) that vanilla peft loads."""
+    """Export a plain peft LoRA adapter (per-module learned ranks) that vanilla peft loads.
+    OUT must be new or empty (or an earlier export, with --overwrite) and outside every run folder."""
     from salora_cli.evaluation import export_run
 
-    ranks = export_run(run_dir, out, checkpoint)
+    ranks = export_run(run_dir, out, checkpoint, overwrite=overwrite)
     console.print(f"exported {len(ranks)} modules (total rank {sum(ranks.values())}) → {out}")
 
 
@@ -222,7 +247,29 @@ def demo(
     """SaLoRA vs LoRA on an SST-2 slice with MiniLM-L6, offline, then the tables and rank report."""
     from salora_cli.demo import run_demo
 
-    run_demo(CONFIGS / "demo.yaml", data_dir, out, console)
+    try:
+        run_demo(CONFIGS / "demo.yaml", data_dir, out, console)
+    except KeyboardInterrupt:
+        raise Interrupted("the demo stopped; run it again (make demo) to continue where it stopped") from None
+
+
+def _profile_path(profile: str) -> Path:
+    """A profile name in configs/reproduce/ or a YAML path."""
+    path = Path(profile) if profile.endswith((".yaml", ".yml")) else CONFIGS / "reproduce" / f"{profile}.yaml"
+    if not path.exists():
+        raise SaloraError(f"no profile '{profile}' ({path} missing)")
+    return path
+
+
+def _split(text: Optional[str]) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _seed_list(seeds: Optional[str]) -> list[int] | None:
+    try:
+        return [int(x) for x in _split(seeds)] if seeds else None
+    except ValueError as exc:
+        raise SaloraError(f"--seeds takes integers, got '{seeds}'") from exc
 
 
 @app.command("reproduce")
@@ -237,15 +284,34 @@ def reproduce(
     """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
     from salora_cli.reproduce import run_grid
 
-    path = Path(profile) if profile.endswith((".yaml", ".yml")) else CONFIGS / "reproduce" / f"{profile}.yaml"
-    if not path.exists():
-        raise SaloraError(f"no profile '{profile}' ({path} missing)")
-    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    path, seed_list = _profile_path(profile), _seed_list(seeds)
     try:
-        seed_list = [int(x) for x in split(seeds)] if seeds else None
-    except ValueError as exc:
-        raise SaloraError(f"--seeds takes integers, got '{seeds}'") from exc
-    run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), split(tasks), split(methods), seed_list)
+        run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods),
+                 seed_list)
+    except KeyboardInterrupt:
+        raise Interrupted("the grid stopped; run the same command again: finished runs are skipped and "
+                          "the interrupted one resumes from its last checkpoint") from None
+
+
+@app.command("ablate")
+def ablate(
+    profile: str = Opt("ablations", help="Ablation profile in configs/reproduce/ or a YAML path"),
+    tasks: Optional[str] = Opt(None, help="Only these tasks, comma-separated (e.g. sst2)"),
+    seeds: Optional[str] = Opt(None, help="Only these seeds, comma-separated"),
+    out: Path = Opt(Path("runs/reproduce"), help="Folder for the runs (one subfolder per profile)"),
+    results: Path = Opt(Path("results"), help="Folder for ablations.md"),
+):
+    """Run each SaLoRA design variant of an ablation profile (resumable), then write ablations.md."""
+    from salora_cli.ablations import run_ablations
+
+    path, seed_list = _profile_path(profile), _seed_list(seeds)
+    try:
+        written = run_ablations(path, out, results, console, os.environ.get("SALORA_DATA"),
+                                _split(tasks), seed_list)
+    except KeyboardInterrupt:
+        raise Interrupted("the ablations stopped; run the same command again: finished runs are "
+                          "skipped and the interrupted one resumes") from None
+    console.print(f"wrote {written}")
 
 
 def _quiet_libraries() -> None:
@@ -268,7 +334,9 @@ def main() -> None:
 
     _quiet_libraries()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+    except Interrupted as exc:
+        _interrupted(str(exc))
     except SaloraError as exc:
         _fail(str(exc))
     except click_errors.NoArgsIsHelpError as exc:  # `salora` alone: show help, as intended
@@ -279,8 +347,22 @@ def main() -> None:
     except typer.Abort:
         _fail("aborted")
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
+        _interrupted("")
+    # Typer turns Ctrl-C inside a command into the return value 130, and typer.Exit(n) into n
+    if code == 130:
+        _interrupted("")
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
+
+
+def _interrupted(message: str) -> None:
+    # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+    from rich.text import Text
+
+    # plain Text: a path or a --set value in the message may hold [brackets] that markup would eat
+    err_console.print(Text.assemble(("interrupted:", "bold red"), f" {message or 'stopped by Ctrl-C'}"),
+                      highlight=False, soft_wrap=True)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 A profile (configs/reproduce/<name>.yaml) lists grid entries: a task, its methods, seeds, and
 config layers (profile defaults < the entry's config_file < its config < the profile's
-method_overrides). Finished runs are skipped (if their recorded config still matches the profile)
-and interrupted ones resumed, so a rerun continues where it stopped. Reports go to
-results/: glue.md/.csv, style.md/.csv, efficiency.md, ranks/ (a heatmap per task, one figure
-comparing the rank distribution over tasks), and README.md with the command, versions, machine.
+method_overrides < the protocol's budget and grid lr, see salora_cli/protocol.py). Finished runs
+are skipped (if their recorded config still matches the profile) and interrupted ones resumed, so a
+rerun continues where it stopped. With an lr grid the grid runs in two phases: seed 0 at every grid
+lr, then the lr choice, then the other seeds at the chosen lr. Reports go to results/: glue.md/.csv
+(one table per rank budget), style.md/.csv, selection.md/.json (the lr choice), efficiency.md,
+ranks/ (a heatmap per task, one figure comparing the rank distribution over tasks), and README.md
+with the command, versions, machine and the protocol.
 """
 from __future__ import annotations
 
@@ -14,38 +17,25 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from salora_cli import atomic
 from salora_cli import config as cfgmod
+from salora_cli import protocol
 from salora_cli import run_dir as rd
 from salora_cli.errors import SaloraError
+from salora_cli.protocol import PlannedRun
 
-
-@dataclass
-class PlannedRun:
-    task: str
-    method: str
-    seed: int
-    model: str
-    layers: list[dict]
-
-    @property
-    def folder_name(self) -> str:
-        model = self.model.replace("/", "-")
-        return f"{self.task.replace('/', '-')}_{self.method}_{model}_seed{self.seed}"
+__all__ = ["PlannedRun", "build_results", "load_profile", "plan", "run_grid"]
 
 
 def load_profile(path: Path) -> dict:
     profile = cfgmod.load_yaml(path)
-    unknown = set(profile) - {"name", "description", "defaults", "method_overrides", "models", "grid"}
-    if unknown:
-        raise SaloraError(f"profile {path}: unknown key(s) {sorted(unknown)}")
     if not isinstance(profile.get("grid"), list) or not profile["grid"]:
         raise SaloraError(f"profile {path} has no grid")
+    protocol.validate(profile, path)  # unknown keys, budgets, lr grids
     return profile
 
 
@@ -65,16 +55,24 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
             for method in entry["methods"]:
                 if methods and method not in methods:
                     continue
-                for seed in entry["seeds"]:
-                    if seeds is not None and seed not in seeds:
-                        continue
-                    # A method's own settings (full fine-tuning's small lr) win over the task's.
-                    per_method = (profile.get("method_overrides") or {}).get(method, {})
-                    ls = [*layers, per_method, {"task": task, "method": method, "train": {"seed": seed}}]
-                    if model:
-                        ls.append({"model": model})
-                    cfg = cfgmod.build_config(*ls)  # validate every run before starting any
-                    runs.append(PlannedRun(task, method, seed, cfg.model, ls))
+                # A method's own settings (full fine-tuning's small lr) win over the task's.
+                per_method = (profile.get("method_overrides") or {}).get(method, {})
+                for budget in protocol.entry_budgets(profile, entry, method):
+                    for lr in protocol.entry_lrs(profile, entry, method):
+                        # the protocol (budget, grid lr) wins over every config layer
+                        fixed = [budget.layer(method)] if budget else []
+                        grid_lr = {"lr": lr} if lr is not None else {}
+                        for seed in entry["seeds"]:
+                            if seeds is not None and seed not in seeds:
+                                continue
+                            ls = [*layers, per_method, *fixed,
+                                  {"task": task, "method": method, "train": {**grid_lr, "seed": seed}}]
+                            if model:
+                                ls.append({"model": model})
+                            cfg = cfgmod.build_config(*ls)  # validate every run before starting any
+                            runs.append(PlannedRun(task, method, seed, cfg.model, ls,
+                                                   budget=budget.budget if budget else None, lr=lr,
+                                                   selection_seed=entry["seeds"][0] if lr is not None else None))
     if not runs:
         raise SaloraError("the profile and the TASKS/METHODS/SEEDS filters select no run")
     return runs
@@ -83,31 +81,101 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
 def run_grid(profile_path: Path, out: Path, results: Path, console: Console, data: str | None,
              tasks: list[str] | None = None, methods: list[str] | None = None,
              seeds: list[int] | None = None) -> None:
-    from salora_cli.train import Trainer
-
     root = Path(__file__).resolve().parents[1]
     profile = load_profile(profile_path)
     planned = plan(profile, root, tasks, methods, seeds)
+    # the lr choice rests on seed 0 whatever SEEDS says (a run of seeds 1,2 uses an earlier seed 0)
+    every_seed = plan(profile, root, tasks, methods)
     started = time.perf_counter()
-    console.rule(f"profile {profile['name']}: {len(planned)} runs → {out}")
+    first = protocol.phase_one(planned)
+    total = len(first) + protocol.phase_two_count(planned)
+    console.rule(f"profile {profile['name']}: {total} runs → {out}")
     runs_root = out / profile["name"]
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
         _check_finished_run_matches(runs_root / p.folder_name, _planned_config(p, data))
-    for i, p in enumerate(planned, 1):
-        run = runs_root / p.folder_name
-        if rd.is_finished(run):
-            console.print(f"[dim]{i}/{len(planned)} {p.folder_name}: finished earlier, skipped[/]")
+    _run_phase(first, 1, total, runs_root, data, console)
+    choices = protocol.select(every_seed, runs_root)
+    second, waiting = protocol.phase_two(planned, choices)
+    _report_choices(choices, waiting, console)
+    _run_phase(second, len(first) + 1, total, runs_root, data, console)
+    with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
+            f"waiting for another invocation (pid {pid}) to finish writing {results}")):
+        build_results(runs_root, results, profile, console,
+                      command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started)
+
+
+CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
+
+
+def _run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
+               console: Console) -> None:
+    """Run (or skip, or resume) every run of a phase; returns once all of them are finished."""
+    pending = [(f"{i}/{total}", p) for i, p in enumerate(runs, first_number)]
+    told: set[str] = set()
+    while pending:  # runs another invocation holds are left for it, then waited for (or taken over)
+        pending = [(n, p) for n, p in pending if not _claim_and_run(n, p, runs_root, data, console, told)]
+        if pending:
+            time.sleep(CLAIM_POLL_S)
+
+
+def _report_choices(choices: list[protocol.Choice], waiting: list[protocol.Choice], console: Console) -> None:
+    for c in choices:
+        if c.chosen is None:
             continue
-        cfg = _planned_config(p, data)
-        resume = (run / "checkpoints" / "last" / "trainer_state.pt").exists()
-        console.rule(f"{i}/{len(planned)} {p.folder_name}" + (" (resuming)" if resume else ""))
-        run_started = time.perf_counter()
-        trainer = Trainer(cfg, run, console, resume=resume)
-        rd.prepare(run, cfg, resume=resume, overwrite=not resume)
-        trainer.run()
-        _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
-    build_results(runs_root, results, profile, console,
-                  command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started)
+        scores = ", ".join(f"{protocol.lr_text(lr)} {'—' if s is None else f'{s:.2f}'}"
+                           for lr, s in sorted(c.finished.items()))
+        budget = "" if c.budget is None else f" · budget {c.budget}"
+        console.print(f"lr for {c.task} · {c.method}{budget}: {protocol.lr_text(c.chosen)} "
+                      f"(seed {c.seed} dev {c.metric}: {scores})")
+    for c in waiting:  # only when SEEDS left seed 0 out and no earlier invocation ran it
+        console.print(f"[yellow]{c.task} · {c.method}" + ("" if c.budget is None else f" · budget {c.budget}")
+                      + f": no lr chosen yet (seed {c.seed} not finished at lr "
+                      + ", ".join(map(protocol.lr_text, c.missing)) + "); its other seeds wait for it[/]")
+
+
+def _claim_and_run(n: str, p: PlannedRun, runs_root: Path, data: str | None, console: Console,
+                   told: set[str]) -> bool:
+    """Run `p` unless it is finished; False while another invocation holds it (its lock file beside
+    the run folder: two `make reproduce` at once never train one run twice)."""
+    run = runs_root / p.folder_name
+    if rd.is_finished(run):
+        by = "by another invocation" if p.folder_name in told else "earlier"
+        console.print(f"[dim]{n} {p.folder_name}: finished {by}, skipped[/]")
+        return True
+    claim = runs_root / f".{p.folder_name}.lock"
+    fd = atomic.try_lock(claim)
+    if fd is None:
+        if p.folder_name not in told:
+            told.add(p.folder_name)
+            console.print(f"{n} {p.folder_name}: being run by another invocation (pid "
+                          f"{atomic.lock_holder(claim)}); skipped for now, waited for at the end")
+        return False
+    try:
+        if rd.is_finished(run):  # the other invocation finished it while we looked
+            console.print(f"[dim]{n} {p.folder_name}: finished by another invocation, skipped[/]")
+            return True
+        _run_one(n, p, run, runs_root, data, console)
+    finally:
+        atomic.unlock(claim, fd)
+    return True
+
+
+def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None, console: Console) -> None:
+    from salora_cli.train import CHECKPOINT, Trainer
+
+    cfg = _planned_config(p, data)
+    resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None
+    console.rule(f"{n} {p.folder_name}" + (" (resuming)" if resume else ""))
+    run_started = time.perf_counter()
+    trainer = Trainer(cfg, run, console, resume=resume)
+    rd.prepare(run, cfg, resume=resume, overwrite=not resume)
+    trainer.run()
+    _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
+
+
+def _results_lock(results: Path) -> Path:
+    # beside results/, not in it: results/ is committed
+    return results.with_name(f".{results.name}.lock")
 
 
 def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
@@ -132,9 +200,10 @@ WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (l
 
 
 def _add_wall_time(runs_root: Path, name: str, seconds: float, fresh: bool) -> None:
-    times = _wall_times(runs_root)
-    times[name] = round((0.0 if fresh else times.get(name, 0.0)) + seconds, 1)  # a rerun from scratch replaces
-    atomic.write_json(runs_root / WALL_TIMES, times)
+    with atomic.locked(runs_root / f".{WALL_TIMES}.lock"):  # read-modify-write, shared by invocations
+        times = _wall_times(runs_root)
+        times[name] = round((0.0 if fresh else times.get(name, 0.0)) + seconds, 1)  # a rerun from scratch replaces
+        atomic.write_json(runs_root / WALL_TIMES, times)
 
 
 def _wall_times(runs_root: Path) -> dict:
@@ -147,35 +216,69 @@ def _wall_times(runs_root: Path) -> dict:
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
                   wall_time_s: float | None = None) -> None:
     """Every table and figure in results/, from the finished runs under runs_root."""
-    from salora_cli.reports import (build_metrics_report, build_rank_report, compare_rank_distributions,
-                                    find_runs)
+    from salora_cli.reports import build_rank_report, compare_rank_distributions, find_runs
     from salora_cli.reports.efficiency import build_efficiency_report
+    from salora_cli.reports.magnitudes import write_for_grid as write_magnitudes
     from salora_cli.reports.runs import first_seed_per_task
 
+    every = plan(profile, Path(__file__).resolve().parents[1])
     scan = find_runs([runs_root])
+    planned = _planned_runs(scan.runs, {p.folder_name for p in every}, console)
     # runs/ is not committed; what every number rests on (config, command, metrics, ranks, outputs)
     # is copied into results/runs/, and the tables and rank maps are built from that copy.
-    rd.replace_folder(results / "runs", lambda tmp: _copy_provenance(scan.runs, runs_root, tmp))
-    mirrored = find_runs([results / "runs"])
-    written = []
+    rd.replace_folder(results / "runs", lambda tmp: _copy_provenance(planned, runs_root, tmp))
+    # the lr choice is made again from the copies, so results/ alone shows how it was made
+    choices = protocol.select(every, results / "runs")
+    shown = protocol.reported(every, choices)  # folder -> budget: the runs the tables hold
+    mirrored = [r for r in find_runs([results / "runs"]).runs if r.path.name in shown]
+    written = protocol.write_selection(choices, results)
     for family in ("glue", "style"):
-        runs = [r for r in mirrored.runs if r.family == family]
+        runs = [r for r in mirrored if r.family == family]
         if runs:
-            report = build_metrics_report(runs)
+            report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
             report.print(console)
             written += report.write(results, family)
+    # rank maps and timings show one budget (the first listed), so runs of two budgets never mix
+    main = protocol.main_budget(profile)
+    at_main = {name for name, budget in shown.items() if budget in (main, None)}
     ranks_dir = results / "ranks"
     rank_reports = []
-    for task, run in first_seed_per_task(mirrored.runs, "salora").items():
+    for task, run in first_seed_per_task([r for r in mirrored if r.path.name in at_main], "salora").items():
         report = build_rank_report(run.path)
         rank_reports.append(report)
         written += report.write(ranks_dir / task.replace("/", "-"))
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
-    written.append(build_efficiency_report(scan.runs, results / "efficiency.md"))
+    written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))
+    # component sizes need the adapters, which only the run folders (not results/runs/) hold
+    written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
     grid_s = sum(_wall_times(runs_root).values()) or None
     _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p])
     console.print(f"results written to {results}")
+
+
+def _planned_runs(runs: list, names: set[str], console: Console) -> list:
+    """The finished runs the profile plans; others (an older profile's folders) are left out of results/."""
+    left_out = sorted(r.path.name for r in runs if r.path.name not in names)
+    if left_out:
+        console.print(f"[dim]{len(left_out)} finished run folder(s) not in the profile's plan, left out of "
+                      f"the results: {', '.join(left_out)}[/]")
+    return [r for r in runs if r.path.name in names]
+
+
+def _family_report(runs: list, budget_of: dict[str, int | None], profile: dict, family: str, lr_selected: bool):
+    """GLUE under budgets: one table per budget; otherwise (and for style transfer at a single
+    budget) the usual task × method report."""
+    from salora_cli.reports import build_metrics_report
+    from salora_cli.reports.budget_tables import build_budget_tables
+
+    budgets = protocol.parse_budgets(profile.get("budgets"), "profile")
+    spans = {budget_of[r.path.name] for r in runs} - {None}
+    if budgets and (family == "glue" or len(spans) > 1):
+        tables = build_budget_tables(runs, budget_of, {b.budget: b.r_init for b in budgets}, lr_selected)
+        if tables:
+            return tables
+    return build_metrics_report(runs)
 
 
 PROVENANCE = ("config.yaml", "command.txt", "env.json", "metrics.json", "ranks.json", "generations.jsonl")
@@ -198,6 +301,8 @@ def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float
 
     env = environment(1, "cpu", "no")
     files = "\n".join(f"- `{p.relative_to(results)}`" for p in sorted(set(written)) if p.is_relative_to(results))
+    rule = protocol.protocol_markdown(profile)
+    main = protocol.main_budget(profile)
     text = f"""# results/ — regenerated by `make reproduce`, never edited by hand
 
 Profile **{profile['name']}**: {profile.get('description', '')}
@@ -217,18 +322,19 @@ transfer, generations.jsonl) is copied from `runs/reproduce/{profile['name']}/` 
 tables and rank maps are built from those copies only (efficiency.md's inference timing also
 reloads the runs' saved adapters, which stay under `runs/reproduce/`).
 
+{rule}
 ## Files
 - `glue.md` / `glue.csv`: task × method, mean ± sample std over seeds (n shown), main metric at the
   best dev checkpoint among those at the final budget, the final checkpoint beside it, trainable
-  parameters initial → final, train time.
-- `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
+  parameters initial → final, train time{"; one table per rank budget (the CSV's `budget` column)" if main is not None else ""}.
+{"- `selection.md` / `selection.json`: each adapter method's learning-rate choice per task and budget (see Protocol)." + chr(10) if (results / "selection.md") in written else ""}- `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
   runner's own classifier; its held-out accuracy is in each run's metrics.json), perplexity, G-score,
   and sample rewrites.
 - `efficiency.md`: train time per epoch, step time relative to LoRA on the same task, peak memory;
   inference time of each GLUE task's merged SaLoRA model against the base model, measured side by
-  side when this file is built.
+  side when this file is built{f"; all of it at budget {main} (and full fine-tuning and BitFit)" if main is not None else ""}.
 - `ranks/<task>/`: the learned rank per layer × module (`ranks.md`, `ranks_heatmap.png`) and the rank
-  trajectory (`rank_trajectory.png`) of the first SaLoRA seed; `ranks/distribution.png` compares where
+  trajectory (`rank_trajectory.png`) of the first SaLoRA seed{f" at budget {main}" if main is not None else ""}; `ranks/distribution.png` compares where
   the rank went (module types, depth) across tasks.
 
 {files}

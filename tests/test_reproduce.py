@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 from cli_helpers import run_cli
 from conftest import FIXTURES, ROOT
@@ -32,19 +33,25 @@ def _planned(name: str) -> list:
 
 
 def test_cpu_profile_matches_the_final_budget_across_methods():
-    for cfg in _planned("cpu"):
-        a = cfg.adapter
-        if cfg.method == "lora":  # config files (yelp.yaml says r_init 12) must not undo this
-            assert a.r_init == 8, cfg.task
-        elif cfg.method in ("salora", "adalora"):
-            assert (a.r_init, a.budget) == (12, 8), cfg.task
+    from salora_cli.config import build_config
+
+    starts = {8: 12, 2: 4}  # final average rank -> where SaLoRA and AdaLoRA start
+    for run in plan(load_profile(ROOT / "configs" / "reproduce" / "cpu.yaml"), ROOT):
+        a = build_config(*run.layers).adapter
+        if run.method == "lora":  # config files (yelp.yaml says r_init 12) must not undo this
+            assert a.r_init == run.budget, run.folder_name
+        elif run.method in ("salora", "adalora"):
+            assert (a.r_init, a.budget) == (starts[run.budget], run.budget), run.folder_name
+        else:
+            assert run.budget is None, run.folder_name
 
 
 def test_paper_profile_keeps_full_finetuning_at_its_own_lr():
     cfgs = _planned("paper")
     assert {c.train.lr for c in cfgs if c.method == "full"} == {2e-5}
-    rte = next(c for c in cfgs if c.task == "glue/rte" and c.method == "salora")
-    assert (rte.train.lr, rte.train.epochs, rte.train.max_length) == (1.2e-3, 50, 320)
+    rte = [c for c in cfgs if c.task == "glue/rte" and c.method == "salora"]
+    assert {c.train.lr for c in rte} == {6e-4, 1.2e-3, 2.4e-3}  # [lr/2, lr, 2 lr] around the scripts' 1.2e-3
+    assert {(c.train.epochs, c.train.max_length) for c in rte} == {(50, 320)}
 
 
 def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
@@ -54,13 +61,18 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert code == 0, err + out
     results = tmp_path / "results"
     for name in ("glue.md", "glue.csv", "efficiency.md", "README.md", "ranks/distribution.png",
-                 "ranks/glue-sst2/ranks_heatmap.png", "ranks/glue-rte/ranks.md"):
+                 "ranks/glue-sst2/ranks_heatmap.png", "ranks/glue-rte/ranks.md", "magnitudes.png"):
         assert (results / name).exists(), name
+    # SaLoRA's component sizes beside LoRA's, same task and seed, read from the saved adapters
+    magnitudes = (results / "magnitudes.md").read_text()
+    assert "glue-sst2_salora_minilm-l6_seed0" in magnitudes and "glue-sst2_lora_minilm-l6_seed0" in magnitudes
+    assert "| component_sizes |" in magnitudes  # SaLoRA's own sizes (s·|λẑ|·‖a‖·‖b‖)
     rows = list(csv.DictReader((results / "glue.csv").open()))
     sst2_lora = [r for r in rows if r["task"] == "glue/sst2" and r["method"] == "lora"]
     assert sst2_lora and sst2_lora[0]["n_seeds"] == "2" and sst2_lora[0]["seeds"] == "0;1"
     metrics = json.loads((tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").read_text())
-    assert metrics["seed"] == 1 and metrics["step_time_s"] > 0 and metrics["peak_memory_mb"] > 0
+    # times are recorded, whatever they are (a fast machine rounds a tiny run's step time to 0)
+    assert metrics["seed"] == 1 and metrics["step_time_s"] >= 0 and metrics["peak_memory_mb"] > 0
     assert metrics["peak_memory_scope"] == "run"
     assert "| glue/sst2 | lora | 2 |" in (results / "efficiency.md").read_text()
     # what each number rests on is committed with it: the tables link results/runs/, not runs/
@@ -71,12 +83,13 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     readme = (results / "README.md").read_text()
     assert "Command:" in readme and "Wall time of the grid:" in readme
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
-    assert len(wall) == 6 and all(v > 0 for v in wall.values())
+    assert len(wall) == 6 and all(v >= 0 for v in wall.values())
     efficiency = (results / "efficiency.md").read_text()
-    rows = [line for line in efficiency.splitlines() if line.startswith(("| glue/sst2 | 0.", "| glue/rte | 0."))]
-    assert len(rows) == 2, efficiency  # merged-vs-base inference measured for both tasks
-    ratio = float(rows[0].rstrip(" |").rsplit("|", 1)[1])
-    assert 0.3 < ratio < 3.0
+    # merged-vs-base inference measured for both tasks: found by row label and shape, never by how
+    # fast it was (a timing says nothing about correctness and varies with the machine's load)
+    inference = efficiency.split("## Inference", 1)[-1]
+    rows = [line for line in inference.splitlines() if re.fullmatch(r"\| glue/(sst2|rte)( \| [0-9.]+){3} \|", line)]
+    assert len(rows) == 2, efficiency
     # a rerun skips every finished run and only rebuilds the reports
     code, out, err = run_cli(args, capsys)
     assert code == 0, err

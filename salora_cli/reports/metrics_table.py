@@ -42,6 +42,15 @@ METRIC_LABELS = {
 }
 N_SAMPLES = 3  # sample rewrites shown per style row
 GLUE_AVERAGE_TASK = "glue/average"
+DAGGER = "†"
+DEGENERATE_FOOTNOTE = (f"{DAGGER} at least one seed's checkpoint predicted the same class for every example "
+                       "(a degenerate, majority-class classifier): its score is no evidence of learning")
+
+
+def degenerate(run: RunRecord, which: str = "best") -> bool:
+    """Whether the run's `best` or `final` evaluation predicted a single class (see metrics.json)."""
+    block = run.raw.get(which)
+    return isinstance(block, dict) and block.get("degenerate") is True
 
 
 def metric_label(name: str) -> str:
@@ -128,6 +137,14 @@ class MetricsRow:
     @property
     def best_main(self) -> Stat | None:
         return self.best.get(self.main_metric)
+
+    def mark(self, which: str) -> str:
+        """The footnote mark for the best or final column when any seed's checkpoint was degenerate."""
+        return DAGGER if any(degenerate(r, which) for r in self.runs) else ""
+
+    @property
+    def degenerate_seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs if degenerate(r, "best")]
 
     @classmethod
     def from_runs(cls, runs: list[RunRecord]) -> "MetricsRow":
@@ -230,6 +247,11 @@ class MetricsReport:
     glue_averages: list[GlueAverage]
     samples: dict[tuple[str, str, str], list[dict]]
     notes: list[str] = field(default_factory=list)
+    # shown after a method's name in the tables, e.g. " (no budget)" for full fine-tuning beside a budget
+    method_labels: dict[str, str] = field(default_factory=dict)
+
+    def _method_cell(self, method: str) -> str:
+        return method + self.method_labels.get(method, "")
 
     # ----------------------------------------------------------------- layout
     @property
@@ -284,23 +306,26 @@ class MetricsReport:
             if previous_task is not None and row.task != previous_task:
                 section.breaks.add(len(section.rows) - 1)
             previous_task = row.task
-            cells = [row.task, row.method] + ([row.model] if self._multi_model else []) + [str(row.n)]
+            cells = [row.task, self._method_cell(row.method)] + ([row.model] if self._multi_model else []) + [str(row.n)]
             stats = getattr(row, source)
             if uniform:
-                cells += [_stat_text(row.best_main), _stat_text(row.final_main)]
+                cells += [_stat_text(row.best_main) + row.mark("best"), _stat_text(row.final_main) + row.mark("final")]
                 cells += [_stat_text(stats.get(m)) for m in extra]
             else:
                 others = [(m, s) for m, s in stats.items() if use_test or m != row.main_metric]
-                cells += [metric_label(row.main_metric), _stat_text(row.best_main), _stat_text(row.final_main),
+                cells += [metric_label(row.main_metric), _stat_text(row.best_main) + row.mark("best"),
+                          _stat_text(row.final_main) + row.mark("final"),
                           "; ".join(f"{metric_label(m)} {s.text()}" for m, s in others) or "—"]
             cells += [f"{_count_text(row.params_initial)} → {_count_text(row.params_final)}",
                       "?" if row.train_time_s is None else f"{row.train_time_s:,.0f}"]
             section.rows.append(cells)
+        if any(row.mark("best") or row.mark("final") for row in rows):
+            section.caption = DEGENERATE_FOOTNOTE
 
         if family == "glue" and self.glue_averages:
             section.breaks.add(len(section.rows) - 1)
             for avg in self.glue_averages:
-                cells = ["GLUE avg", avg.method] + ([avg.model] if self._multi_model else []) + [""]
+                cells = ["GLUE avg", self._method_cell(avg.method)] + ([avg.model] if self._multi_model else []) + [""]
                 if uniform:
                     cells += [f"{avg.best:.2f}", "—" if avg.final is None else f"{avg.final:.2f}"]
                     cells += [""] * len(extra)
@@ -325,10 +350,10 @@ class MetricsReport:
                            headers=headers, right=right, caption=caption)
         by_key = {(r.task, r.method, r.model): r for r in rows}
         for method, model in sorted({(r.method, r.model) for r in rows}, key=lambda k: (_method_rank(k[0]), k[1])):
-            cells = [method] + ([model] if self._multi_model else [])
+            cells = [self._method_cell(method)] + ([model] if self._multi_model else [])
             for t in tasks:
                 row = by_key.get((t, method, model))
-                cells.append(f"{row.best_main.mean:.2f}" if row and row.best_main else "—")
+                cells.append(f"{row.best_main.mean:.2f}{row.mark('best')}" if row and row.best_main else "—")
             if averages:
                 avg = averages.get((method, model))
                 cells.append(f"{avg.best:.2f}" if avg else "—")
@@ -342,6 +367,8 @@ class MetricsReport:
             cells = ["SaLoRA − LoRA"] + ([model] if self._multi_model else [])
             cells += [f"{d.mean:+.2f} ({d.wins}/{d.n})" if d else "—" for d in diffs]
             section.rows.append(cells + ([""] if averages else []))
+        if any(r.mark("best") for r in rows):
+            section.caption += "; " + DEGENERATE_FOOTNOTE
         if section.breaks:
             section.caption += ("; SaLoRA − LoRA: mean difference of the main metric over seeds run by "
                                 "both, with how many of those seeds SaLoRA came out ahead")
@@ -382,25 +409,30 @@ class MetricsReport:
 
     def to_markdown(self, relative_to: str | os.PathLike | None = None) -> str:
         """The full Markdown report; run-folder links are made relative to `relative_to` if given."""
-        parts = [self.header_markdown()]
+        return self.header_markdown() + "\n\n" + self.body_markdown(relative_to)
+
+    def body_markdown(self, relative_to: str | os.PathLike | None = None, level: int = 2) -> str:
+        """Everything below the header, headings at `level` (3: nested under another report's heading)."""
+        h = "#" * level
+        parts = []
         for section in self._sections():
-            block = f"## {section.title}\n\n{section.markdown()}"
+            block = f"{h} {section.title}\n\n{section.markdown()}"
             if section.caption:
                 block += f"\n\n{section.caption}."
             parts.append(block)
         if self.samples:
-            parts.append(self._samples_markdown(relative_to))
-        parts.append(self._provenance_markdown(relative_to))
+            parts.append(self._samples_markdown(relative_to, level))
+        parts.append(self._provenance_markdown(relative_to, level))
         if self.notes:
-            parts.append("## Notes\n\n" + "\n".join(f"- {_md_escape(n)}" for n in self.notes))
+            parts.append(f"{h} Notes\n\n" + "\n".join(f"- {_md_escape(n)}" for n in self.notes))
         return "\n\n".join(parts) + "\n"
 
     @property
     def markdown(self) -> str:
         return self.to_markdown()
 
-    def _samples_markdown(self, relative_to) -> str:
-        out = ["## Sample rewrites",
+    def _samples_markdown(self, relative_to, level: int = 2) -> str:
+        out = [f"{'#' * level} Sample rewrites",
                f"The first {N_SAMPLES} lines of `generations.jsonl` of the first seed of each style row."]
         for row in self.rows:
             samples = self.samples.get((row.task, row.method, row.model))
@@ -408,7 +440,7 @@ class MetricsReport:
                 continue
             run = row.runs[0]
             where = _link(run.generations_path, relative_to)
-            title = f"### {row.task} · {row.method}" + (f" · {row.model}" if self._multi_model else "")
+            title = f"{'#' * (level + 1)} {row.task} · {row.method}" + (f" · {row.model}" if self._multi_model else "")
             out.append(f"{title}\n\nseed {run.seed}, {where}")
             if not samples:
                 out.append("_no generations.jsonl in this run folder_")
@@ -423,7 +455,7 @@ class MetricsReport:
             out.append(section.markdown())
         return "\n\n".join(out)
 
-    def _provenance_markdown(self, relative_to) -> str:
+    def _provenance_markdown(self, relative_to, level: int = 2) -> str:
         section = _Section(title="", headers=["Task", "Method", "Seed", "Run folder", "Config", "Command"],
                            right=[False, False, True, False, False, False])
         for row in self.rows:
@@ -432,7 +464,7 @@ class MetricsReport:
                                      _link(run.path, relative_to), _link(run.config_path, relative_to, "config"),
                                      _link(run.command_path, relative_to, "command")])
         n = sum(len(r.runs) for r in self.rows)
-        return (f"## Runs\n\n<details><summary>{n} run folder(s): configuration and command line of "
+        return (f"{'#' * level} Runs\n\n<details><summary>{n} run folder(s): configuration and command line of "
                 f"each</summary>\n\n{section.markdown()}\n\n</details>")
 
     @property
@@ -445,7 +477,7 @@ class MetricsReport:
                   "main_best_mean", "main_best_std", "main_final_mean", "main_final_std"]
         header += [f"{m}_{k}" for m in best_names for k in ("mean", "std")]
         header += [f"test_{m}_{k}" for m in test_names for k in ("mean", "std")]
-        header += ["params_initial_mean", "params_final_mean", "train_time_s_mean"]
+        header += ["params_initial_mean", "params_final_mean", "train_time_s_mean", "degenerate_seeds"]
 
         def num(x: float | None) -> str:
             return "" if x is None else format(x, ".10g")
@@ -462,7 +494,8 @@ class MetricsReport:
             line += pair(row.best_main) + pair(row.final_main)
             line += [v for m in best_names for v in pair(row.best.get(m))]
             line += [v for m in test_names for v in pair(row.test.get(m))]
-            line += [num(row.params_initial), num(row.params_final), num(row.train_time_s)]
+            line += [num(row.params_initial), num(row.params_final), num(row.train_time_s),
+                     ";".join("" if s is None else str(s) for s in row.degenerate_seeds)]
             writer.writerow(line)
         for avg in self.glue_averages:
             line = ["glue", GLUE_AVERAGE_TASK, avg.method, avg.model, "", "", "glue_average",
@@ -491,6 +524,12 @@ def _link(path: Path, relative_to, text: str | None = None) -> str:
     return f"[{shown}]({target.as_posix()})" if text else f"`{shown}`"
 
 
+def _degenerate_note(run: RunRecord) -> str:
+    predicted = run.raw["best"].get("predicted_class")
+    return (f"{run.task} · {run.method} · seed {run.seed}: the best checkpoint predicts class {predicted!r} for "
+            f"every dev example ({run.path})")
+
+
 def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
     """Group runs by task × method (× model) and compute mean ± std over seeds.
 
@@ -511,7 +550,13 @@ def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
         if len({r.main_metric for r in group}) > 1:
             notes.append(f"{key[0]} · {key[1]}: runs disagree on the main metric "
                          f"({', '.join(sorted({r.main_metric for r in group}))}); using {group[0].main_metric}")
+        seeds = [r.seed for r in group]
+        if len(set(seeds)) < len(seeds):  # e.g. a reproduce folder with an lr grid or two budgets
+            notes.append(f"{key[0]} · {key[1]}: a seed appears more than once (runs at several learning rates "
+                         "or budgets), so this row's mean mixes them; results/glue.md keeps them apart")
         rows.append(MetricsRow.from_runs(group))
+
+    notes += [_degenerate_note(run) for run in runs if degenerate(run, "best")]
 
     averages = []
     for method, model in sorted({(r.method, r.model) for r in rows if r.family == "glue"},

@@ -116,6 +116,8 @@ class RunRecord:
     train_time_s: float | None
     steps: int | None
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    lr: float | None = None  # train.lr from config.yaml
+    budget: float | None = None  # the final average rank per matrix (ranks.json); None: no rank (full, BitFit)
 
     @property
     def family(self) -> str:
@@ -148,9 +150,10 @@ class RunRecord:
         return self.status == "finished"
 
     @property
-    def key(self) -> tuple[str, str, str, int | None]:
-        """(task, method, model, seed): two folders with the same key are the same experiment."""
-        return (self.task, self.method, self.model, self.seed)
+    def key(self) -> tuple[str, str, str, int | None, float | None, float | None]:
+        """(task, method, model, seed, budget, lr): two folders with the same key are the same
+        experiment (an lr grid or two budgets give one seed several runs that are not reruns)."""
+        return (self.task, self.method, self.model, self.seed, self.budget, self.lr)
 
 
 def first_seed_per_task(runs: Iterable[RunRecord], method: str) -> dict[str, RunRecord]:
@@ -219,7 +222,30 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         train_time_s=_number(data.get("train_time_s")),
         steps=_int(data.get("steps")),
         raw=data,
+        lr=_config_lr(run_dir / CONFIG_FILE),
+        budget=_budget(run_dir / RANKS_FILE),
     )
+
+
+def _config_lr(path: Path) -> float | None:
+    """train.lr of a run's config.yaml; None when it cannot be read (reports never fail on it)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    train = data.get("train") if isinstance(data, dict) else None
+    return _number(train.get("lr")) if isinstance(train, dict) else None
+
+
+def _budget(path: Path) -> float | None:
+    """The average rank per matrix the run ended at or under, as the run itself recorded it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return _number(data.get("budget_avg")) if isinstance(data, dict) else None
 
 
 @dataclass
@@ -248,7 +274,7 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> RunScan
     """All finished runs under `paths` (searched recursively for folders holding metrics.json).
 
     Unfinished runs are skipped with a note; when two folders hold the same task/method/model/seed
-    the newest metrics.json wins (a rerun), so a seed is never counted twice in a mean.
+    (and budget and lr) the newest metrics.json wins (a rerun), so a seed is never counted twice in a mean.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -289,6 +315,6 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> RunScan
         keep, drop = sorted((run, other), key=lambda r: (r.path / METRICS_FILE).stat().st_mtime,
                             reverse=True)
         newest[run.key] = keep
-        notes.append(f"skipped {drop.path}: same task/method/model/seed as the newer {keep.path}")
+        notes.append(f"skipped {drop.path}: same task/method/model/seed/budget/lr as the newer {keep.path}")
     kept = set(id(r) for r in newest.values())
     return RunScan([r for r in runs if id(r) in kept], notes)

@@ -1,0 +1,109 @@
+"""Metric tables under a protocol with rank budgets: one table per budget (glue.md / glue.csv).
+
+A budget's table holds the adapter runs at that budget (the caller passes only the runs that are
+reported: under an lr grid, those at the chosen lr) and the budget-free runs (full fine-tuning,
+BitFit), which repeat in every budget's table marked "(no budget)". Within a budget everything is
+the usual metrics report, so its SaLoRA − LoRA row is paired by seed at equal final rank.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from salora_cli import atomic
+from salora_cli.reports.metrics_table import MetricsReport, build_metrics_report
+from salora_cli.reports.runs import RunRecord
+
+NO_BUDGET = " (no budget)"
+
+
+@dataclass
+class BudgetTable:
+    budget: int
+    r_init: int
+    report: MetricsReport
+
+
+@dataclass
+class BudgetTables:
+    """One metrics report per budget, rendered as one Markdown file and one CSV."""
+
+    tables: list[BudgetTable]
+    lr_selected: bool  # whether an lr grid chose the adapter methods' lr (then selection.md exists)
+
+    def print(self, console: Console) -> None:
+        for table in self.tables:
+            console.rule(f"budget {table.budget}: average rank {table.budget} per matrix")
+            table.report.print(console)
+
+    def _intro(self) -> str:
+        text = ("**One table per rank budget.** In budget *b*'s table SaLoRA and AdaLoRA start at rank "
+                "*r_init* per matrix and end at an average rank of *b*, and LoRA runs at rank *b*: all three "
+                "adapt the same modules and end with the same total rank. ")
+        if self.lr_selected:
+            text += ("Each adapter method's row holds only its runs at the learning rate chosen for that task "
+                     "and budget (`selection.md`: the best seed-0 dev score over the lr grid, ties to the smaller "
+                     "lr); that seed-0 run is one of the seeds in the mean, since the dev split is also the "
+                     "split reported. ")
+        return text + ("Full fine-tuning and BitFit have no rank budget: their rows, marked *(no budget)*, are "
+                       "the same runs in every table. The *SaLoRA − LoRA* row of each summary pairs the two "
+                       "methods by seed at that budget.")
+
+    def to_markdown(self, relative_to: str | os.PathLike | None = None) -> str:
+        parts = [self.tables[0].report.header_markdown(), self._intro()]
+        for t in self.tables:
+            parts.append(f"## Budget {t.budget}: average rank {t.budget} per matrix\n\n"
+                         f"SaLoRA and AdaLoRA from r_init {t.r_init} to an average rank of {t.budget}; "
+                         f"LoRA at rank {t.budget}.")
+            parts.append(t.report.body_markdown(relative_to, level=3).rstrip("\n"))
+        return "\n\n".join(parts) + "\n"
+
+    @property
+    def csv(self) -> str:
+        """Each budget's CSV rows, with the budget, whether the row is budget-free, and its lr in front."""
+        header: list[str] = ["budget", "budget_free", "lr"]
+        rows: list[dict] = []
+        for t in self.tables:
+            lrs = {(r.task, r.method, r.model): _lrs(r.runs) for r in t.report.rows}
+            for line in csv.DictReader(io.StringIO(t.report.csv)):
+                header += [k for k in line if k not in header]
+                key = (line["task"], line["method"], line["model"])
+                line.update(budget=str(t.budget), lr=lrs.get(key, ""),
+                            budget_free="yes" if line["method"] in t.report.method_labels else "")
+                rows.append(line)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=header, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    def write(self, folder: str | os.PathLike, stem: str) -> list[Path]:
+        folder = Path(folder)
+        md, csv_path = folder / f"{stem}.md", folder / f"{stem}.csv"
+        atomic.write_text(md, self.to_markdown(relative_to=folder))
+        atomic.write_text(csv_path, self.csv)
+        return [md, csv_path]
+
+
+def _lrs(runs: list[RunRecord]) -> str:
+    return ";".join(sorted({format(r.lr, ".10g") for r in runs if r.lr is not None}))
+
+
+def build_budget_tables(runs: list[RunRecord], budget_of: dict[str, int | None], r_init: dict[int, int],
+                        lr_selected: bool) -> BudgetTables | None:
+    """`budget_of`: run folder name -> its budget (None: budget-free); `r_init`: budget -> where
+    SaLoRA/AdaLoRA start, in the profile's order. None when no run has a budget."""
+    tables = []
+    for budget, start in r_init.items():
+        chosen = [r for r in runs if budget_of.get(r.path.name, -1) in (budget, None)]
+        if not any(budget_of.get(r.path.name) == budget for r in chosen):
+            continue  # a table of budget-free rows alone would only repeat the others
+        report = build_metrics_report(chosen)
+        report.method_labels = {r.method: NO_BUDGET for r in chosen if budget_of.get(r.path.name) is None}
+        tables.append(BudgetTable(budget, start, report))
+    return BudgetTables(tables, lr_selected) if tables else None
