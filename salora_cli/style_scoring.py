@@ -4,6 +4,10 @@ The classifier is a normal salora run (task "stylecls/<style>", LoRA on MiniLM-L
 per data folder and settings and cached under $SALORA_CACHE/style_classifiers/; its own held-out
 accuracy (dev split) is reported beside every style-transfer result that uses it. Fluency is the
 perplexity of the outputs under the run's base model without its adapter (fixed across methods).
+
+Both are attached to the task only for the final test scoring (train.Trainer._final_test, after the
+last checkpoint is chosen): the evaluation classifier is never used for training, checkpoint
+selection or decoding. Yelp selects checkpoints with its own word-count classifier (tasks.selection).
 """
 from __future__ import annotations
 

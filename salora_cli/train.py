@@ -216,19 +216,39 @@ class Trainer:
         if not split or split not in self.splits:
             return None
         scorers = {}
+        started = time.perf_counter()
         if self.cfg.style_scoring and hasattr(self.task, "configure"):
             from salora_cli.style_scoring import attach_scorers
 
             scorers = attach_scorers(self.task, self.cfg, self.console)
-        started = time.perf_counter()
-        metrics = self.evaluate(self.splits[split])
+        setup_s = time.perf_counter() - started
+        metrics, generate_s, score_s = self._test_metrics(self.splits[split])
         if self.accelerator.is_main_process:
             lines = "".join(json.dumps(o) + "\n" for o in getattr(self.task, "last_outputs", []))
             atomic.write_text(self.out / "generations.jsonl", lines)
             self.console.print("  test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-        return {"step": self.state.step, "split": split, "metrics": {k: float(v) for k, v in metrics.items()},
-                "examples": len(self.splits[split]), "generate_time_s": round(time.perf_counter() - started, 1),
-                **scorers}
+        # Costs apart (train_time_s is the loop's): generating the rewrites, scoring them (classifier,
+        # fluency LM), and loading the scorers (which includes training the classifier once, if not cached).
+        return {"step": self.state.step, "split": split, "metrics": metrics,
+                "examples": len(self.splits[split]), "generate_time_s": round(generate_s, 1),
+                "score_time_s": round(score_s, 1), "scorer_setup_s": round(setup_s, 1), **scorers}
+
+    def _test_metrics(self, examples: list) -> tuple[dict[str, float], float, float]:
+        """(metrics, generation seconds, scoring seconds): predict, then score, timed apart."""
+        if not (hasattr(self.task, "predict") and hasattr(self.task, "score")):
+            started = time.perf_counter()
+            return self.evaluate(examples), time.perf_counter() - started, 0.0
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        with torch.no_grad():
+            started = time.perf_counter()
+            outputs = self._predictions(model, examples)
+            generated = time.perf_counter()
+            metrics = self.task.score(examples, outputs, batch_size=self.cfg.train.eval_batch_size)
+            scored = time.perf_counter()
+        faults.reached("eval")
+        model.train()
+        return {k: float(v) for k, v in metrics.items()}, generated - started, scored - generated
 
     def _train_batch(self, batch) -> dict | None:
         acc = self.accelerator
@@ -319,15 +339,25 @@ class Trainer:
                   device=acc.device)
         with torch.no_grad():
             if acc.num_processes > 1 and hasattr(self.task, "predict"):
-                mine = list(range(acc.process_index, len(examples), acc.num_processes))
-                preds = self.task.predict(model, self.tokenizer, [examples[i] for i in mine], **kw)
-                ordered = sorted(gather_object(list(zip(mine, preds))), key=lambda pair: pair[0])
-                metrics = self.task.score(examples, [p for _, p in ordered])
+                metrics = self.task.score(examples, self._predictions(model, examples))
             else:
                 metrics = self.task.evaluate(model, self.tokenizer, examples, **kw)
         faults.reached("eval")
         model.train()
         return {k: float(v) for k, v in metrics.items()}
+
+    def _predictions(self, model: torch.nn.Module, examples: list) -> list:
+        """The task's predictions for `examples`, in order; under several processes each predicts a
+        shard and the shards are gathered."""
+        acc = self.accelerator
+        kw = dict(batch_size=self.cfg.train.eval_batch_size, max_length=self.cfg.train.max_length,
+                  device=acc.device)
+        if acc.num_processes == 1:
+            return self.task.predict(model, self.tokenizer, examples, **kw)
+        mine = list(range(acc.process_index, len(examples), acc.num_processes))
+        preds = self.task.predict(model, self.tokenizer, [examples[i] for i in mine], **kw)
+        ordered = sorted(gather_object(list(zip(mine, preds))), key=lambda pair: pair[0])
+        return [p for _, p in ordered]
 
     def _evaluate_and_keep(self) -> dict:
         metrics = self.evaluate()

@@ -4,13 +4,17 @@ Prompts are tokenised exactly as in training (`tasks.prompts.prompt_ids`), LEFT-
 ends at the last column and new tokens follow directly, and decoded with `model.generate` using the
 KV cache and no sampling (greedy, or beam search with `num_beams` > 1). Prompts are batched in order
 of token length, which wastes little compute on padding; results come back in the input order.
+
+`banned_ids` gives each prompt token ids its rewrite may never contain (Yelp: the first tokens of the
+source's deleted style words, so the model cannot put the source sentiment back); a LogitsProcessor
+applies them row by row, so batching still changes nothing.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from tasks.prompts import prompt_ids
 
@@ -28,13 +32,45 @@ def clean_generation(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
+class RowBanProcessor(LogitsProcessor):
+    """Sets the score of each row's banned token ids to -inf. Under beam search generate() repeats
+    every prompt `num_beams` times in a row (repeat_interleave), so row r belongs to prompt r // beams."""
+
+    def __init__(self, banned: Sequence[Sequence[int]], num_beams: int = 1) -> None:
+        self.banned = [sorted(set(ids)) for ids in banned]
+        self.num_beams = num_beams
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for prompt, ids in enumerate(self.banned):
+            if ids:
+                rows = slice(prompt * self.num_beams, (prompt + 1) * self.num_beams)
+                scores[rows, ids] = -float("inf")
+        return scores
+
+
+def first_token_in_text(tokenizer: Any, word: str) -> int | None:
+    """The id a word starts with when it follows a space inside running text (as in a rewrite):
+    tokenised after a fixed prefix and read off behind it, so BPE's leading-space tokens and
+    SentencePiece's "▁" come out as in the middle of a sentence."""
+    head = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a " + word, add_special_tokens=False)["input_ids"]
+    if full[:len(head)] == head and len(full) > len(head):
+        return full[len(head)]
+    alone = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    return alone[0] if alone else None
+
+
 @torch.no_grad()
 def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 16,
                    max_new_tokens: int = 64, num_beams: int = 1, max_prompt_length: int | None = None,
-                   device: torch.device | str | None = None) -> list[str]:
-    """One cleaned rewrite per prompt, in the order of `prompts`."""
+                   device: torch.device | str | None = None,
+                   banned_ids: Sequence[Sequence[int]] | None = None) -> list[str]:
+    """One cleaned rewrite per prompt, in the order of `prompts`; `banned_ids[i]`: token ids prompt i's
+    rewrite may not contain."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if banned_ids is not None and len(banned_ids) != len(prompts):
+        raise ValueError("banned_ids needs one list of ids per prompt")
     device = torch.device(device) if device is not None else _device_of(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     # A fresh config, so a checkpoint's own generation_config.json (sampling, penalties) cannot leak in.
@@ -54,8 +90,11 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
             seq = encoded[i]
             ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
             mask[row, width - len(seq):] = 1
+        processors = LogitsProcessorList()
+        if banned_ids is not None and any(banned_ids[i] for i in chunk):
+            processors.append(RowBanProcessor([banned_ids[i] for i in chunk], num_beams))
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             generation_config=config)
+                             generation_config=config, logits_processor=processors)
         new_tokens = out[:, width:].tolist()
         for row, i in enumerate(chunk):
             outputs[i] = clean_generation(tokenizer.decode(new_tokens[row], skip_special_tokens=True))

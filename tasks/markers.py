@@ -44,10 +44,15 @@ keep (see the script's docstring for the measures).
 
 Training on non-parallel data then teaches "content + style → sentence" with the sentence's own style
 (reconstruction); at test time the content of a source is paired with the opposite style.
+`delete` returns the whole outcome as a `Deletion`: the content with or without a slot mark per run
+of deleted words, the deleted runs themselves (the words delete-and-retrieve lists, tasks.retrieval),
+and whether the markers removed anything or only the fallback did (`style/yelp` does not train on
+the latter: they teach copying).
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Hashable, Iterable, Mapping, Sequence
 
@@ -192,13 +197,55 @@ def delete_markers(sentence: str, markers: Iterable[Ngram | str]) -> str:
     still present, so a shorter marker never re-deletes inside a longer one's span. A `MarkerSet`
     from `extract_markers` applies its select / trim / negation / fallback / clitics options too.
     """
+    return delete(sentence, markers).content()
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What the content step did to one sentence: its tokens, which of them it kept, and whether the
+    markers themselves (with negation and clitics) removed anything, as opposed to only the fallback
+    or nothing at all (such a sentence teaches the generator little but copying)."""
+
+    tokens: tuple[str, ...]
+    keep: tuple[bool, ...]
+    by_markers: bool
+
+    def content(self, slot: str | None = None) -> str:
+        """The kept tokens; with `slot`, every run of deleted tokens is replaced by one `slot` token,
+        so a reader sees where words went ("the food was ___ .")."""
+        out: list[str] = []
+        for i, (tok, kept) in enumerate(zip(self.tokens, self.keep)):
+            if kept:
+                out.append(tok)
+            elif slot is not None and (i == 0 or self.keep[i - 1]):
+                out.append(slot)
+        return " ".join(out)
+
+    def spans(self) -> list[str]:
+        """The deleted runs of tokens, in sentence order ("friendly and helpful", "great")."""
+        runs: list[list[str]] = []
+        for i, (tok, kept) in enumerate(zip(self.tokens, self.keep)):
+            if not kept:
+                if i == 0 or self.keep[i - 1]:
+                    runs.append([])
+                runs[-1].append(tok)
+        return [" ".join(run) for run in runs]
+
+
+def delete(sentence: str, markers: Iterable[Ngram | str]) -> Deletion:
+    """The content step on `sentence` (see `delete_markers`), with what it removed and why."""
     tokens = sentence.split()
-    keep = content_mask(tokens, markers)
-    return " ".join(t for t, k in zip(tokens, keep) if k)
+    keep, by_markers = _content_mask(tokens, markers)
+    return Deletion(tuple(tokens), tuple(keep), by_markers)
 
 
 def content_mask(tokens: Sequence[str], markers: Iterable[Ngram | str]) -> list[bool]:
     """keep[i] is False for every token of `tokens` that the content step deletes."""
+    return _content_mask(tokens, markers)[0]
+
+
+def _content_mask(tokens: Sequence[str], markers: Iterable[Ngram | str]) -> tuple[list[bool], bool]:
+    """(keep mask, whether anything but the fallback deleted a token)."""
     if isinstance(markers, MarkerSet):
         marker_set, lengths = markers, markers._lengths
     else:
@@ -216,13 +263,14 @@ def content_mask(tokens: Sequence[str], markers: Iterable[Ngram | str]) -> list[
             keep[a:b] = [False] * (b - a)
     if refined and markers.negation is not None:
         _negate(tokens, keep, markers)
-    if refined and markers.fallback is not None and all(keep):
+    by_markers = not all(keep)
+    if refined and markers.fallback is not None and not by_markers:
         best = _fallback_token(tokens, markers)
         if best is not None:
             keep[best] = False
     if refined and markers.clitics:
         _drop_clitic_stems(tokens, keep)
-    return keep
+    return keep, by_markers
 
 
 def _match(tokens: Sequence[str], marker_set: frozenset, lengths: list[int], keep: list[bool],

@@ -3,11 +3,19 @@
 Prompt (Yelp and GYAFC alike; `text` is the source, or its content after marker deletion):
 
     Input: <text>
+    Words: <word group>; <word group>        (only when the task gives words: Yelp delete-and-retrieve)
     Style: <target style name>
     Output:
 
 and the model continues with " <rewrite>" followed by EOS. The style line comes after the text so that
 left-truncating an over-long prompt drops the start of the text, never the instruction.
+
+Yelp's content marks each run of deleted words with `SLOT` ("the food was ___ ."): the rewrite then
+reads as "fill the slots in the target style", not "continue the sentence", which is what a model
+shown only the remaining words learned (it copied them). "___" occurs nowhere in the Yelp data and is
+one token in SmolLM2's tokenizer (" ___"). The Words line lists the style words to put into the
+slots: in training the sentence's own deleted words, at test time words retrieved for the target
+style (tasks.retrieval).
 
 Training and generation tokenise the prompt identically (`prompt_ids`), so the model is trained on
 exactly the prefix it later generates from. The loss covers only the rewrite tokens and EOS.
@@ -18,12 +26,16 @@ from typing import Any, Sequence
 
 import torch
 
-PROMPT_TEMPLATE = "Input: {text}\nStyle: {style}\nOutput:"
+PROMPT_TEMPLATE = "Input: {text}\n{words}Style: {style}\nOutput:"
+WORD_SEPARATOR = "; "  # between word groups; ";" is rare inside Yelp's tokenised sentences
+SLOT = "___"  # marks a run of deleted words in Yelp's content
 IGNORE_INDEX = -100  # label value that torch's cross-entropy (and HF models) skip
 
 
-def build_prompt(text: str, style_name: str) -> str:
-    return PROMPT_TEMPLATE.format(text=text, style=style_name)
+def build_prompt(text: str, style_name: str, words: Sequence[str] | None = None) -> str:
+    """The prompt; `words` (a list, possibly empty) adds the Words line, None leaves it out."""
+    line = "" if words is None else ("Words: " + WORD_SEPARATOR.join(words)).rstrip() + "\n"
+    return PROMPT_TEMPLATE.format(text=text, words=line, style=style_name)
 
 
 def _adds_bos(tokenizer: Any) -> bool:

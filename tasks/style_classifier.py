@@ -2,8 +2,11 @@
 
 A binary single-sentence classifier over the style task's own data: label = style index (Yelp
 0 negative / 1 positive, GYAFC 0 informal / 1 formal). Training sentences come from the style
-task's training split, held-out accuracy from its dev split (Yelp sentiment.dev.*, GYAFC tune/),
-so the classifier never sees a test sentence. Batching, model head and accuracy are SST-2's
+task's training data (`classifier_data`: Yelp's whole pool as read, GYAFC's train split),
+held-out accuracy from its dev split (Yelp sentiment.dev.*, GYAFC tune/), so the classifier never
+sees a test sentence. It is the evaluation classifier: only the final test scoring uses it, never
+training, checkpoint selection or decoding (Yelp selects with tasks.selection's word-count
+classifier instead). Batching, model head and accuracy are SST-2's
 (a single-sentence binary GLUE task), reused rather than rewritten.
 """
 from __future__ import annotations
@@ -33,9 +36,8 @@ class StyleClassifierTask:
 
     def load_splits(self, data_dir: str | None, *, max_train_samples: int | None = None,
                     seed: int = 0) -> dict[str, list[Example]]:
-        splits = self.style_task.load_splits(data_dir, seed=seed)
-        return {"train": subsample(_labelled(splits["train"]), max_train_samples, seed),
-                "dev": _labelled(splits["dev"])}
+        train, dev = self.style_task.classifier_data(data_dir, seed=seed)
+        return {"train": subsample(_labelled(train), max_train_samples, seed), "dev": _labelled(dev)}
 
     def build_model(self, model_ref: str) -> tuple[torch.nn.Module, Any]:
         return self._binary.build_model(model_ref)

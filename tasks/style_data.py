@@ -51,6 +51,11 @@ GYAFC_HOW_TO_GET = (
     "authors as described at github.com/raosudha89/GYAFC-corpus to receive GYAFC_Corpus, then pass "
     "--data-dir pointing at the folder that contains GYAFC_Corpus"
 )
+# Named in every error about a missing or malformed GYAFC folder (errors stay one line).
+GYAFC_LAYOUT = (
+    "expected layout: GYAFC_Corpus/<Entertainment_Music|Family_Relationships>/train/{formal,informal} "
+    "(line-aligned) and .../{tune,test}/{formal,informal,formal.ref0..3,informal.ref0..3}"
+)
 
 
 def make_example(source: str, source_style: int, target_style: int, target: str | None = None,
@@ -68,15 +73,17 @@ def make_example(source: str, source_style: int, target_style: int, target: str 
     }
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines without surrounding whitespace; empty lines are kept so parallel files stay aligned."""
+def read_lines(path: Path, hint: str = "") -> list[str]:
+    """Lines without surrounding whitespace; empty lines are kept so parallel files stay aligned.
+    `hint` is appended to the error when the file is missing or unreadable."""
+    tail = f" ({hint})" if hint else ""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return [line.strip() for line in handle]
     except FileNotFoundError:
-        raise SaloraError(f"data file missing: {path}") from None
+        raise SaloraError(f"data file missing: {path}{tail}") from None
     except OSError as exc:
-        raise SaloraError(f"cannot read data file {path}: {exc.strerror}") from None
+        raise SaloraError(f"cannot read data file {path}: {exc.strerror}{tail}") from None
 
 
 def read_strict_lines(path: Path) -> list[str]:
@@ -214,14 +221,14 @@ def find_gyafc_domain_dir(data_dir: str | os.PathLike | None, domain: str) -> Pa
     """`<data_dir>/GYAFC_Corpus/<domain>`, also accepting data_dir = GYAFC_Corpus or the domain folder."""
     domain = resolve_gyafc_domain(domain)
     if not data_dir:
-        raise SaloraError(f"GYAFC data not given: {GYAFC_HOW_TO_GET}")
+        raise SaloraError(f"GYAFC data not given: {GYAFC_HOW_TO_GET}; {GYAFC_LAYOUT}")
     base = Path(data_dir).expanduser()
     for cand in (base / "GYAFC_Corpus" / domain, base / domain, base):
         if cand.name == domain and (cand / "train").is_dir():
             return cand
     if (base / "GYAFC_Corpus").is_dir() or base.name == "GYAFC_Corpus":
-        raise SaloraError(f"GYAFC domain folder {domain}/train not found under {base}")
-    raise SaloraError(f"GYAFC not found under {base}: {GYAFC_HOW_TO_GET}")
+        raise SaloraError(f"GYAFC domain folder {domain}/train not found under {base}; {GYAFC_LAYOUT}")
+    raise SaloraError(f"GYAFC not found under {base}: {GYAFC_HOW_TO_GET}; {GYAFC_LAYOUT}")
 
 
 def check_direction(direction: str) -> str:
@@ -237,11 +244,11 @@ def _target_styles(direction: str) -> list[int]:
 
 def read_gyafc_parallel(split_dir: Path, direction: str) -> list[dict[str, Any]]:
     """Examples from line-aligned `informal`/`formal` files (the train split)."""
-    informal = read_lines(split_dir / "informal")
-    formal = read_lines(split_dir / "formal")
+    informal = read_lines(split_dir / "informal", GYAFC_LAYOUT)
+    formal = read_lines(split_dir / "formal", GYAFC_LAYOUT)
     if len(informal) != len(formal):
         raise SaloraError(f"{split_dir}: informal has {len(informal)} lines, formal {len(formal)}; "
-                          "the parallel files must be line-aligned")
+                          f"the parallel files must be line-aligned ({GYAFC_LAYOUT})")
     sides = {0: informal, 1: formal}
     examples = []
     for tgt in _target_styles(direction):
@@ -256,16 +263,17 @@ def read_gyafc_with_references(split_dir: Path, direction: str) -> list[dict[str
     for tgt in _target_styles(direction):
         src = 1 - tgt
         src_name, tgt_name = GYAFC_STYLES[src], GYAFC_STYLES[tgt]
-        sources = read_lines(split_dir / src_name)
+        sources = read_lines(split_dir / src_name, GYAFC_LAYOUT)
         ref_files = sorted(split_dir.glob(f"{tgt_name}.ref*"), key=lambda p: p.name)
         ref_files = [p for p in ref_files if p.name[len(tgt_name) + 4:].isdigit()]
         if not ref_files:
-            raise SaloraError(f"{split_dir}: no reference files {tgt_name}.ref0..3 for {src_name}→{tgt_name}")
-        streams = [read_lines(p) for p in ref_files]
+            raise SaloraError(f"{split_dir}: no reference files {tgt_name}.ref0..3 for {src_name}→{tgt_name} "
+                              f"({GYAFC_LAYOUT})")
+        streams = [read_lines(p, GYAFC_LAYOUT) for p in ref_files]
         for p, stream in zip(ref_files, streams):
             if len(stream) != len(sources):
                 raise SaloraError(f"{p} has {len(stream)} lines but {split_dir / src_name} has "
-                                  f"{len(sources)}: references must be line-aligned with the sources")
+                                  f"{len(sources)}: references must be line-aligned with the sources ({GYAFC_LAYOUT})")
         for i, source in enumerate(sources):
             refs = [stream[i] for stream in streams if stream[i]]
             if source and refs:
@@ -278,7 +286,7 @@ def read_gyafc_split(domain_dir: Path, split: str, direction: str) -> list[dict[
     when it has no reference files and its two files are line-aligned)."""
     split_dir = domain_dir / split
     if not split_dir.is_dir():
-        raise SaloraError(f"GYAFC split folder missing: {split_dir}")
+        raise SaloraError(f"GYAFC split folder missing: {split_dir} ({GYAFC_LAYOUT})")
     if split == "train":
         return read_gyafc_parallel(split_dir, direction)
     if split == "tune" and not any(split_dir.glob("*.ref0")):

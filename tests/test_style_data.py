@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from salora_cli.errors import SaloraError
-from tasks.markers import delete_markers, extract_markers
+from tasks.markers import delete, delete_markers, extract_markers
+from tasks.prompts import SLOT
 from tasks.style import GyafcStyleTask, YelpStyleTask
 from tasks.style_data import find_yelp_dir, read_yelp_pool, read_yelp_test
 
@@ -79,9 +80,14 @@ def test_real_yelp_splits(shared_data):
     assert not evaluated & {ex["source"] for ex in splits["train"]}
     # Typical sentiment words are markers; the content of a test source loses them.
     assert ("delicious",) in task.markers[1] and ("rude",) in task.markers[0]
-    shorter = [ex for ex in splits["test"] if len(ex["content"].split()) < len(ex["source"].split())]
+    shorter = [ex for ex in splits["test"] if len(_words(ex["content"])) < len(ex["source"].split())]
     assert len(shorter) > 500
-    assert all(set(ex["content"].split()) <= set(ex["source"].split()) for ex in splits["test"])
+    assert all(set(_words(ex["content"])) <= set(ex["source"].split()) for ex in splits["test"])
+    assert all(SLOT in ex["content"].split() for ex in splits["test"])  # where the words went
+
+
+def _words(content: str) -> list[str]:
+    return [t for t in content.split() if t != SLOT]
 
 
 def test_yelp_pool_decontaminated():
@@ -113,8 +119,10 @@ def test_yelp_official_pool(tmp_path):
     (folder / "sentiment.train.1").write_text("good good food .\n")
     # λ = 1: two occurrences against none clear γ = 2 (the default λ = 3 is meant for real corpora).
     splits = YelpStyleTask(train_pool="official", marker_threshold=2, marker_smoothing=1).load_splits(str(folder))
-    assert [ex["source"] for ex in splits["train"]] == ["bad bad food .", "good good food ."]
-    assert [ex["content"] for ex in splits["train"]] == ["food .", "food ."]
+    train = sorted(splits["train"], key=lambda ex: ex["source"])
+    assert [ex["source"] for ex in train] == ["bad bad food .", "good good food ."]
+    assert [ex["content"] for ex in train] == ["___ food .", "___ food ."]  # one slot per deleted run
+    assert [ex["words"] for ex in train] == [["bad bad"], ["good good"]]  # its own deleted words
 
 
 def test_yelp_misaligned_references(tmp_path):
@@ -131,22 +139,27 @@ def test_yelp_misaligned_references(tmp_path):
 def test_yelp_task_splits_tiny():
     task = YelpStyleTask(marker_threshold=2, marker_smoothing=1)
     splits = task.load_splits(str(YELP_TINY), max_train_samples=None)
-    assert {ex["source"] for ex in splits["train"]} == {s for s, _ in read_yelp_pool(YELP_TINY, "shen2017-test")}
+    pool = read_yelp_pool(YELP_TINY, "shen2017-test")
+    # Training: the pool's sentences whose markers removed a word (not only the fallback), 5 of each style.
+    assert {ex["source"] for ex in splits["train"]} == {s for s, y in pool if delete(s, task.markers[y]).by_markers}
+    assert [ex["source_style"] for ex in splits["train"]].count(0) == 5 and len(splits["train"]) == 10
     assert {("terrible",), ("awful",)} <= task.markers[0] and {("great",), ("delicious",)} <= task.markers[1]
     assert ("the",) not in task.markers[0] | task.markers[1]
-    for ex in splits["train"] + splits["dev"]:  # reconstruction: own style, the sentence itself
+    for ex in splits["train"]:  # reconstruction: own style, the sentence itself
         assert ex["target_style"] == ex["source_style"] and ex["target"] == ex["source"]
         assert ex["references"] == [ex["source"]]
-        assert ex["content"] == delete_markers(ex["source"], task.markers[ex["source_style"]])
+        assert ex["content"] == delete(ex["source"], task.markers[ex["source_style"]]).content(SLOT)
+    for ex in splits["dev"]:  # transfer into the other style, scored without references
+        assert ex["target_style"] == 1 - ex["source_style"] and ex["target"] is None and ex["references"] == []
     food = next(ex for ex in splits["train"] if ex["source"] == "the food was terrible .")
-    assert food["content"] == "the food was ."  # only "terrible"; "was" is style-neutral (trimmed)
+    assert food["content"] == "the food was ___ ."  # only "terrible"; "was" is style-neutral (trimmed)
     fries = next(ex for ex in splits["test"] if ex["source"] == "the fries were awful and cold .")
     assert fries["target_style"] == 1 and "awful" not in fries["content"] and "fries" in fries["content"]
     assert fries["references"] == ["The fries were delicious and hot."]
     # Seeded sampling: same seed, same sample.
     a = task.load_splits(str(YELP_TINY), max_train_samples=5, seed=3)["train"]
     b = task.load_splits(str(YELP_TINY), max_train_samples=5, seed=3)["train"]
-    assert a == b and len(a) == 5
+    assert a == b and len(a) == 4  # 5 // 2 of each style
 
 
 # -------------------------------------------------------------------------------------------- GYAFC
@@ -187,8 +200,6 @@ def test_gyafc_single_directions_and_options():
         GyafcStyleTask(direction="up").load_splits(str(GYAFC))
     with pytest.raises(SaloraError, match="unknown GYAFC domain 'sports'"):
         GyafcStyleTask(domain="sports").load_splits(str(GYAFC))
-    with pytest.raises(SaloraError, match="Entertainment_Music/train not found"):
-        GyafcStyleTask(domain="em").load_splits(str(GYAFC))
 
 
 @pytest.mark.parametrize("where", [None, "missing"])
@@ -232,9 +243,15 @@ def test_registered_and_protocol():
     for name, cls in (("style/yelp", YelpStyleTask), ("style/gyafc", GyafcStyleTask)):
         task = base._REGISTRY[name]()
         assert isinstance(task, cls) and isinstance(task, base.Task)
-        assert task.name == name and task.main_metric == "bleu" and task.eval_split == "dev"
+        assert task.name == name and task.eval_split == "dev"
         assert task.final_eval_split == "test"
+    assert GyafcStyleTask().main_metric == "bleu"
+    assert YelpStyleTask().main_metric == "selection_score"  # dev transfer, not reconstruction BLEU
+    assert YelpStyleTask(dev_selection="reconstruction").main_metric == "bleu"
     assert YelpStyleTask().settings() == {"max_new_tokens": 48, "num_beams": 1, "train_pool": "shen2017-test",
+                                          "content_slots": True, "retrieve_markers": True,
+                                          "block_source_markers": True, "train_balance": True,
+                                          "train_drop_fallback": True, "dev_selection": "transfer",
                                           "marker_threshold": 4.0, "marker_smoothing": 3.0, "marker_max_n": 4,
                                           "marker_normalize": True, "marker_min_count": 1, "marker_negation": 1,
                                           "marker_trim": 3.0, "marker_fallback": 1.0, "marker_clitics": True,

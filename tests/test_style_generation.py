@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def _vocabulary() -> list[str]:
     from tokenizers import pre_tokenizers
 
-    texts = [build_prompt("x", "informal"), "formal positive negative"]
+    texts = [build_prompt("x ___", "informal", ["a", "b"]), "formal positive negative"]
     for folder in (FIXTURES / "gyafc", FIXTURES / "yelp_tiny"):
         texts += [p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()]
     split = pre_tokenizers.Whitespace()
