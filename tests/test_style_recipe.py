@@ -19,23 +19,12 @@ from tasks.selection import WordCountStyleClassifier, selection_score
 from tasks.style import YelpStyleTask
 from tasks.style_data import read_yelp_labelled, read_yelp_pool
 from tasks.style_metrics import yelp_normalize
-from test_style_generation import make_model, make_tokenizer
+from test_style_generation import make_model, make_tokenizer, one_thread, tok  # noqa: F401 (fixtures)
 
 YELP_TINY = Path(__file__).resolve().parent / "fixtures" / "yelp_tiny"
 TINY = {"marker_threshold": 2, "marker_smoothing": 1}  # markers exist on an 18-sentence pool
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
 
 
 def _splits(**options):
