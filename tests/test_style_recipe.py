@@ -19,7 +19,7 @@ from tasks.selection import WordCountStyleClassifier, selection_score
 from tasks.style import YelpStyleTask
 from tasks.style_data import read_yelp_labelled, read_yelp_pool
 from tasks.style_metrics import yelp_normalize
-from test_style_generation import make_model, make_tokenizer, one_thread, tok  # noqa: F401 (fixtures)
+from test_style_generation import make_model, one_thread, tok  # noqa: F401 (fixtures)
 
 YELP_TINY = Path(__file__).resolve().parent / "fixtures" / "yelp_tiny"
 TINY = {"marker_threshold": 2, "marker_smoothing": 1}  # markers exist on an 18-sentence pool
