@@ -50,16 +50,13 @@ class MethodHooks:
                 loss = self.cfg.orth_reg * orth
                 logs["orth"] = float(orth.detach())
         if self.active and self._expected is not None:
-            target = self.controller.target(step)
-            logs.update(expected_rank=self._expected, open_rank=self.adapters.open_rank_avg(),
-                        target_rank=target,
+            target, open_rank = self.controller.target(step), self.adapters.open_rank_avg()
+            # the constrained quantity: open count (ranked push) or ŝ (uniform push)
+            measured = open_rank if self.cfg.budget_push == "ranked" else self._expected
+            logs.update(expected_rank=self._expected, open_rank=open_rank, target_rank=target,
                         multiplier=self.controller.state.multiplier,
-                        lagrangian=self.controller.state.multiplier * (self._measured() - target))
+                        lagrangian=self.controller.state.multiplier * (measured - target))
         return loss, logs
-
-    def _measured(self) -> float:
-        """The constrained quantity per matrix: open count (ranked push) or ŝ (uniform push)."""
-        return self.adapters.open_rank_avg() if self.cfg.budget_push == "ranked" else self._expected
 
     def _optimizers(self, optimizer) -> list:
         return [o for o in (optimizer, self.gate_optimizer) if o is not None]
