@@ -33,6 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_fraction: float = 0.06
     max_length: int = 128
+    group_by_length: bool = False  # batch examples of similar length together (less padding; salora_cli/batching.py)
     eval_every: int | None = None  # steps; None = once per epoch (and always at the end)
     max_train_samples: int | None = None
     max_eval_samples: int | None = None

@@ -28,6 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 
 import tasks
 from salora_cli import atomic, faults, run_dir as rd
+from salora_cli.batching import LengthGroupedSampler
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
 from salora_cli.methods import Method, build_method, resume_method
@@ -96,11 +97,17 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.method.param_groups(t.lr, t.weight_decay), lr=t.lr)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(t.warmup_fraction * self.total_steps), self.total_steps)
-        # Its own generator: starting an epoch must not draw from the global RNG (gate noise,
-        # dropout), or a resumed run would drift from the uninterrupted one.
-        loader = DataLoader(self.train_set, batch_size=t.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(t.seed),
-                            collate_fn=partial(self.task.collate, self.tokenizer, max_length=t.max_length))
+        # Its own generator (a DataLoader without one draws a seed from the global RNG at every epoch):
+        # starting an epoch must not move the RNG of gate noise and dropout, or a resumed run drifts.
+        collate = partial(self.task.collate, self.tokenizer, max_length=t.max_length)
+        generator = torch.Generator().manual_seed(t.seed)
+        if t.group_by_length:
+            lengths = [collate([ex])["input_ids"].shape[-1] for ex in self.train_set]
+            loader = DataLoader(self.train_set, batch_size=t.batch_size, collate_fn=collate, generator=generator,
+                                sampler=LengthGroupedSampler(lengths, t.batch_size, t.seed))
+        else:
+            loader = DataLoader(self.train_set, batch_size=t.batch_size, shuffle=True, generator=generator,
+                                collate_fn=collate)
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             self.model, self.optimizer, loader, self.scheduler)
         self.state = LoopState(initial_trainable=self.method.trainable_count())

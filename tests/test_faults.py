@@ -226,3 +226,22 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tmp_path, capsys, share
     state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
     assert state["loop"]["step"] == 2  # the last good step
     assert (out / "config.yaml").exists() and not (out / "metrics.json").exists()
+
+
+GROUPED = ("--set", "train.group_by_length=true")
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_length_grouped_batches_resume_mid_epoch_bit_for_bit(setup, tmp_path, processes):
+    """The length-grouped sampler is seeded per epoch, so a resumed run skips into the same order."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+
+    def launch(out, fault=None, resume=False):
+        argv = _argv(setup, out, *GROUPED, *(["--resume"] if resume else []), processes=processes)
+        return setup[0].run(argv, out.with_suffix(".log"), fault, processes)
+
+    assert launch(whole) == [0] * processes, whole.with_suffix(".log").read_text()[-3000:]
+    codes = launch(killed, "after_step:13" if processes == 1 else "after_step:7@1")
+    assert -9 in codes, codes
+    assert launch(killed, resume=True) == [0] * processes, killed.with_suffix(".log").read_text()[-3000:]
+    assert _outcome(killed) == _outcome(whole)
