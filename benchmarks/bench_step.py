@@ -26,8 +26,9 @@ def build(variant: str, seed: int = 0):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from salora_cli.adapters import AdapterConfig, MethodHooks, attach
-    from salora_cli.models import resolve_model
+    from salora import AdapterConfig, SaLoRA
+    from salora.model import attach_adapters
+    from tasks.models import resolve_model
 
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model("minilm-l6"), num_labels=2)
@@ -43,7 +44,7 @@ def build(variant: str, seed: int = 0):
     else:
         method = "lora" if variant == "our LoRA" else "salora"
         # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step
-        adapters = attach(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
+        adapters = attach_adapters(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
                                                ramp_end=0.0),
                           modules_to_save=["classifier"])
         if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
@@ -58,8 +59,8 @@ def build(variant: str, seed: int = 0):
     hooks = None
     if adapters is not None:
         # a long schedule: the structure never freezes and nothing is pruned while timing
-        hooks = MethodHooks(adapters, total_steps=10**9)
-        params = adapters.parameter_groups(1e-4)
+        hooks = SaLoRA(adapters, total_steps=10**9)
+        params = hooks.parameter_groups(1e-4)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -74,15 +75,13 @@ def batch(seed: int = 0):
 
 
 def train_step(model, opt, hooks, data):
-    """One optimizer step exactly as the training loop does it (method hooks included)."""
+    """One optimizer step exactly as the training loop does it (the SaLoRA handle's step included;
+    its regulariser is in the model's loss)."""
     loss = model(**data).loss
-    reg, _ = hooks.regularizer(1) if hooks is not None else (None, {})
-    if reg is not None:
-        loss = loss + reg
     loss.backward()
     opt.step()
     if hooks is not None:
-        hooks.after_step(1, opt)
+        hooks.step(opt)
     opt.zero_grad(set_to_none=True)
 
 

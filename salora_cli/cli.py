@@ -5,19 +5,22 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from salora_cli import config as cfgmod
+from salora_cli.cli_options import config_flags, with_config_flags
 from salora_cli.errors import Interrupted, SaloraError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune language models with SaLoRA and reproduce its experiments.")
 train_app = typer.Typer(no_args_is_help=True, help="Train one run (a task × method × seed).")
-report_app = typer.Typer(no_args_is_help=True, help="Metric tables and learned-rank reports.")
+report_app = typer.Typer(no_args_is_help=True, help="Metric tables and rank reports.")
 app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 console = Console()
@@ -28,41 +31,41 @@ CONFIGS = PROJECT / "configs"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 STYLE_TASKS = ("yelp", "gyafc")
 
-# Named flags that override config keys (every other key: --set section.key=value).
-FLAG_KEYS = {
-    "method": "method", "model": "model", "data_dir": "data_dir", "seed": "train.seed",
-    "rank": "adapter.r_init", "budget": "adapter.budget", "alpha": "adapter.alpha",
-    "lr": "train.lr", "epochs": "train.epochs", "max_steps": "train.max_steps",
-    "batch_size": "train.batch_size", "max_length": "train.max_length",
-    "eval_every": "train.eval_every", "max_train_samples": "train.max_train_samples",
-    "max_eval_samples": "train.max_eval_samples",
-    "num_beams": "task_options.num_beams", "direction": "task_options.direction",
-}
-
 Opt = typer.Option
+Arg = typer.Argument
 
 
-def _overrides(flags: dict) -> dict:
-    out: dict = {}
-    for name, value in flags.items():
-        if value is None:
-            continue
-        node = out
-        *parents, leaf = FLAG_KEYS[name].split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = str(value) if isinstance(value, Path) else value
-    return out
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("salora")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        import salora
+
+        return salora.__version__
 
 
-def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], flags: dict) -> cfgmod.RunConfig:
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"salora {version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: Annotated[bool, Opt("--version", callback=_print_version, is_eager=True,
+                                            help="Print the version and exit")] = False) -> None:
+    pass
+
+
+def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], overrides: dict) -> cfgmod.RunConfig:
     layers = [{"task": f"{family}/{task}"}]
     default_yaml = CONFIGS / family / f"{task}.yaml"
     if config is not None:
         layers.append(cfgmod.load_yaml(config))
     elif default_yaml.exists():
         layers.append(cfgmod.load_yaml(default_yaml))
-    layers.append(_overrides(flags))
+    layers.append(_plain(overrides))
     layers += [cfgmod.parse_assignment(s) for s in sets]
     cfg = cfgmod.build_config(*layers)
     if cfg.task != f"{family}/{task}":
@@ -72,23 +75,31 @@ def _resolve(family: str, task: str, config: Optional[Path], sets: list[str], fl
     return cfg
 
 
-def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, flags) -> dict:
+def _plain(layer: dict) -> dict:
+    """A config layer with paths as strings (the config's type for them)."""
+    return {k: _plain(v) if isinstance(v, dict) else str(v) if isinstance(v, Path) else v for k, v in layer.items()}
+
+
+def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, overrides) -> dict:
+    _quiet_libraries()
     from salora_cli import run_dir as rd
+    from salora_cli.style_scoring import attach_scorers
     from salora_cli.train import Trainer
 
     if task not in known:
         raise SaloraError(f"unknown {family} task '{task}' (known: {', '.join(known)})")
-    cfg = _resolve(family, task, config, sets, flags)
+    cfg = _resolve(family, task, config, sets, overrides)
     run = Path(out) if out else rd.default_run_dir(cfg)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under a multi-process launch
     rd.check(run, cfg, resume=resume, overwrite=overwrite)
     if resume and rd.is_finished(run):
         console.print(f"{run} has already finished; nothing to resume")
+        _wrote([])
         return json.loads((run / "metrics.json").read_text())
     # Data and model are loaded (and validated) before the run folder is touched, so a bad input
     # never leaves a half-made folder nor costs an --overwrite'd run.
     try:
-        trainer = Trainer(cfg, run, console, resume=resume)
+        trainer = Trainer(cfg, run, console, resume=resume, scorers=attach_scorers)
     except KeyboardInterrupt:  # nothing written yet: the same command starts it again
         raise Interrupted(f"before training started; nothing was written to {run}: "
                           "run the same command again") from None
@@ -106,6 +117,7 @@ def _train(family: str, task: str, known: tuple, config, sets, out, resume, over
     console.print(f"[green]done[/]: {metrics['main_metric']} best {best['metrics'][metrics['main_metric']]:.2f}"
                   f" (step {best['step']}), final {metrics['final']['metrics'][metrics['main_metric']]:.2f}"
                   f" · {metrics['train_time_s']:.0f} s · {run}")
+    _wrote(_run_files(run))
     return metrics
 
 
@@ -121,136 +133,140 @@ def resume_command(argv: list[str], run: Path) -> str:
     return shlex.join(prog + args)
 
 
-_HELP_SET = "Override any config key, e.g. --set adapter.orth_reg=0.05 (repeatable). Keys: " + \
-    ", ".join(k for k in cfgmod.all_keys() if k != "adapter.method")
+_HELP_SET = ("Override any config key, repeatable; wins over the flags. For the keys without a flag of their "
+             "own: " + ", ".join(k for k in cfgmod.all_keys() if k not in {f.key for f in config_flags()}
+                                 and k not in ("task", "adapter.method", "task_options"))
+             + ", task_options.<name>; e.g. --set task_options.train_pool=official")
 
-
-# Options both `train` commands share, declared once (Typer reads each command's signature).
-Method = Annotated[Optional[str], Opt(help="salora | lora | adalora | full | bitfit")]
-Seed = Annotated[Optional[int], Opt(help="Random seed")]
-Out = Annotated[Optional[Path], Opt(help="Run folder (default: runs/<task>_<method>_seed<seed>)")]
-Rank = Annotated[Optional[int], Opt(help="Initial rank per adapted matrix (r_init; LoRA's fixed rank)")]
-Budget = Annotated[Optional[float], Opt(help="SaLoRA/AdaLoRA target average rank per matrix")]
-Alpha = Annotated[Optional[float], Opt(help="Adapter scale numerator (ΔW scaled by alpha / r_init)")]
-Lr = Annotated[Optional[float], Opt(help="Learning rate (adapters and head)")]
-Epochs = Annotated[Optional[float], Opt(help="Training epochs")]
-MaxSteps = Annotated[Optional[int], Opt(help="Optimizer steps (overrides epochs)")]
-BatchSize = Annotated[Optional[int], Opt(help="Training batch size (per process)")]
-MaxLength = Annotated[Optional[int], Opt(help="Maximum tokens per example")]
-EvalEvery = Annotated[Optional[int], Opt(help="Evaluate every N steps (default: every epoch)")]
-MaxTrain = Annotated[Optional[int], Opt(help="Train on a seeded random subset of this size")]
-MaxEval = Annotated[Optional[int], Opt(help="Evaluate on a seeded random subset of this size")]
-Sets = Annotated[list[str], Opt("--set", help=_HELP_SET)]
+# Options both `train` commands share. The config's own flags (--lr, --rank, --warmup-fraction, …)
+# are generated from the config dataclasses by @with_config_flags (salora_cli/cli_options.py).
+Config = Annotated[Optional[Path], Opt(metavar="FILE", help="YAML config (default: configs/<family>/<task>.yaml); "
+                                       "the flags below override it, and --set overrides both")]
+Out = Annotated[Optional[Path], Opt(metavar="RUN_DIR", help="Run folder (default: runs/<task>_<method>_seed<seed>)")]
+Sets = Annotated[list[str], Opt("--set", metavar="KEY=VALUE", help=_HELP_SET)]
 Resume = Annotated[bool, Opt(help="Continue the run in --out from its last checkpoint")]
 Overwrite = Annotated[bool, Opt(help="Replace an existing run folder")]
+TRAIN_EPILOG = ("The defaults shown are the config dataclasses'; the YAML config (--config, else "
+                "configs/<family>/<task>.yaml) sets others (e.g. model, lr, budget), and a flag left out keeps "
+                "the YAML's value.")
 
 
-@train_app.command("glue")
+@train_app.command("glue", epilog=TRAIN_EPILOG)
+@with_config_flags(exclude=("style_scoring",), help_text={
+    "model": "Hub id, local folder, or offline alias (minilm-l6)",
+    "data_dir": "GLUE root in the official layout <dir>/<TASK>/{train,dev}.tsv (default: $SALORA_DATA/glue, "
+                "else the Hugging Face hub)"})
 def train_glue(
-    task: str = Opt(..., help=f"GLUE task: {', '.join(GLUE_TASKS)}"),
-    config: Optional[Path] = Opt(None, help="YAML config (default: configs/glue/<task>.yaml)"),
-    method: Method = None,
-    model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (minilm-l6)"),
-    data_dir: Optional[Path] = Opt(None, help="GLUE root in the official layout <dir>/<TASK>/{train,dev}.tsv "
-                                   "(default: $SALORA_DATA/glue, else the Hugging Face hub)"),
-    seed: Seed = None, out: Out = None, rank: Rank = None, budget: Budget = None, alpha: Alpha = None,
-    lr: Lr = None, epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None,
-    max_length: MaxLength = None, eval_every: EvalEvery = None, max_train_samples: MaxTrain = None,
-    max_eval_samples: MaxEval = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    task: Annotated[str, Opt(help=f"GLUE task: {', '.join(GLUE_TASKS)}")],
+    config: Config = None, out: Out = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    overrides: dict = None,
 ):
     """Fine-tune on a GLUE task."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    _train("glue", task, GLUE_TASKS, config, set_, out, resume, overwrite, flags)
+    _train("glue", task, GLUE_TASKS, config, set_, out, resume, overwrite, overrides)
 
 
-@train_app.command("style")
+@train_app.command("style", epilog=TRAIN_EPILOG)
+@with_config_flags(help_text={
+    "model": "Hub id, local folder, or offline alias (configs/style/*.yaml: smollm2-135m)",
+    "data_dir": "Yelp release folder, or the GYAFC_Corpus folder (GYAFC is licensed: local path only)"})
 def train_style(
-    task: str = Opt(..., help=f"Style-transfer task: {', '.join(STYLE_TASKS)}"),
-    config: Optional[Path] = Opt(None, help="YAML config (default: configs/style/<task>.yaml)"),
-    method: Method = None,
-    model: Optional[str] = Opt(None, help="Hub id, local folder, or offline alias (smollm2-135m)"),
-    data_dir: Optional[Path] = Opt(None, help="Yelp release folder, or the GYAFC_Corpus folder (GYAFC is "
-                                   "licensed: local path only)"),
-    num_beams: Optional[int] = Opt(None, help="Beam size for generation (1 = greedy)"),
-    direction: Optional[str] = Opt(None, help="GYAFC: both | informal-to-formal | formal-to-informal"),
-    seed: Seed = None, out: Out = None, rank: Rank = None, budget: Budget = None, alpha: Alpha = None,
-    lr: Lr = None, epochs: Epochs = None, max_steps: MaxSteps = None, batch_size: BatchSize = None,
-    max_length: MaxLength = None, eval_every: EvalEvery = None, max_train_samples: MaxTrain = None,
-    max_eval_samples: MaxEval = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    task: Annotated[str, Opt(help=f"Style-transfer task: {', '.join(STYLE_TASKS)}")],
+    config: Config = None, out: Out = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    num_beams: Annotated[Optional[int], Opt(help="Beam size for generation (1 = greedy) "
+                                             "(task_options.num_beams)")] = None,
+    direction: Annotated[Optional[str], Opt(help="GYAFC: both | informal-to-formal | formal-to-informal "
+                                             "(task_options.direction)")] = None,
+    overrides: dict = None,
 ):
     """Fine-tune a causal LM for text style transfer (Yelp sentiment, GYAFC formality).
     Task options (e.g. the Yelp training pool) take --set task_options.train_pool=official."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    _train("style", task, STYLE_TASKS, config, set_, out, resume, overwrite, flags)
+    options = {k: v for k, v in (("num_beams", num_beams), ("direction", direction)) if v is not None}
+    if options:
+        overrides = cfgmod.merge_dicts(overrides, {"task_options": options})
+    _train("style", task, STYLE_TASKS, config, set_, out, resume, overwrite, overrides)
+
+
+Checkpoint = Annotated[str, Opt(metavar="best|final", help="Which saved weights: best (at the best dev evaluation) "
+                                                          "or final (at the last step)")]
 
 
 @app.command("eval")
 def eval_cmd(
-    run_dir: Path = typer.Argument(..., help="A finished run folder"),
-    split: Optional[str] = Opt(None, help="Split to evaluate (default: the task's dev split)"),
-    checkpoint: str = Opt("best", help="best | final"),
-    data_dir: Optional[Path] = Opt(None, help="Where the run's data is now (default: the data_dir in its "
-                                   "config.yaml)"),
+    run_dir: Annotated[Path, Arg(metavar="RUN_DIR", help="A finished run folder")],
+    split: Annotated[Optional[str], Opt(metavar="SPLIT", help="Split to evaluate (default: the task's dev "
+                                                             "split)")] = None,
+    checkpoint: Checkpoint = "best",
+    data_dir: Annotated[Optional[Path], Opt(metavar="DIR", help="Where the run's data is now (default: the "
+                                                               "data_dir in its config.yaml)")] = None,
 ):
     """Reload a run (config + saved weights) and recompute its metrics."""
+    _quiet_libraries()
     from salora_cli.evaluation import evaluate_run
 
-    evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir)
+    _, written = evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir)
+    _wrote([written])
 
 
 @app.command("export")
 def export_cmd(
-    run_dir: Path = typer.Argument(..., help="A finished salora or lora run folder"),
-    out: Path = typer.Argument(..., help="Folder for the plain peft LoRA adapter"),
-    checkpoint: str = Opt("best", help="best | final"),
-    overwrite: bool = Opt(False, help="Replace OUT if it already holds an exported adapter"),
+    run_dir: Annotated[Path, Arg(metavar="RUN_DIR", help="A finished salora or lora run folder")],
+    out: Annotated[Path, Arg(metavar="OUT", help="Folder for the plain peft LoRA adapter")],
+    checkpoint: Checkpoint = "best",
+    overwrite: Annotated[bool, Opt(help="Replace OUT if it already holds an exported adapter")] = False,
 ):
-    """Export a plain peft LoRA adapter (per-module learned ranks) that vanilla peft loads.
+    """Export a plain peft LoRA adapter (per-module ranks) that vanilla peft loads.
     OUT must be new or empty (or an earlier export, with --overwrite) and outside every run folder."""
+    _quiet_libraries()
     from salora_cli.evaluation import export_run
 
     ranks = export_run(run_dir, out, checkpoint, overwrite=overwrite)
-    console.print(f"exported {len(ranks)} modules (total rank {sum(ranks.values())}) → {out}")
+    console.print(f"exported {len(ranks)} modules (total rank {sum(ranks.values())}) → {out}", highlight=False)
+    _wrote(sorted(out.iterdir()))
 
 
 @report_app.command("metrics")
 def report_metrics(
-    paths: list[Path] = typer.Argument(None, help="Run folders or folders holding runs (default: runs/)"),
-    out: Optional[Path] = Opt(None, help="Also write <stem>.md and <stem>.csv into this folder"),
-    stem: str = Opt("metrics", help="File name stem for --out"),
+    paths: Annotated[Optional[list[Path]], Arg(metavar="RUN_DIR", show_default=False,
+                                               help="Run folders or folders holding runs (default: runs/)")] = None,
+    out: Annotated[Optional[Path], Opt(metavar="DIR", help="Also write <stem>.md and <stem>.csv into this "
+                                                           "folder")] = None,
+    stem: Annotated[str, Opt(metavar="NAME", help="File name stem for --out")] = "metrics",
 ):
     """One table of every task × method: mean ± std over seeds, parameters, time."""
     from salora_cli.reports import build_metrics_report, find_runs
 
     report = build_metrics_report(find_runs(paths or [Path("runs")]))
     report.print(console)
-    if out:
-        report.write(out, stem)
+    _wrote(report.write(out, stem) if out else [], none="wrote nothing (--out DIR writes the table as "
+                                                        f"{stem}.md and {stem}.csv)")
 
 
 @report_app.command("ranks")
-def report_ranks(run_dir: Path = typer.Argument(..., help="A run folder with ranks.json")):
-    """Learned rank per layer × module, totals vs budget, heatmap and trajectory PNGs."""
+def report_ranks(run_dir: Annotated[Path, Arg(metavar="RUN_DIR", help="A run folder with ranks.json")]):
+    """Rank per layer × module (learned by salora and adalora, fixed for lora), totals, heatmap and
+    trajectory PNGs, written into the run folder."""
     from salora_cli.reports import build_rank_report
 
     report = build_rank_report(run_dir)
     report.print(console)
-    written = report.write(run_dir)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    _wrote(report.write(run_dir))
 
 
 @app.command("demo")
 def demo(
-    data_dir: Optional[Path] = Opt(None, help="GLUE root (default: $SALORA_DATA/glue)"),
-    out: Path = Opt(Path("runs/demo"), help="Folder for the two runs"),
+    data_dir: Annotated[Optional[Path], Opt(metavar="DIR", help="GLUE root (default: $SALORA_DATA/glue)")] = None,
+    out: Annotated[Path, Opt(metavar="DIR", help="Folder for the two runs and the tables")] = Path("runs/demo"),
 ):
     """SaLoRA vs LoRA on an SST-2 slice with MiniLM-L6, offline, then the tables and rank report."""
+    _quiet_libraries()
     from salora_cli.demo import run_demo
 
+    started = time.time()
     try:
         run_demo(CONFIGS / "demo.yaml", data_dir, out, console)
     except KeyboardInterrupt:
         raise Interrupted("the demo stopped; run it again (make demo) to continue where it stopped") from None
+    _wrote(_changed_since(out, started))
 
 
 def _profile_path(profile: str) -> Path:
@@ -272,50 +288,106 @@ def _seed_list(seeds: Optional[str]) -> list[int] | None:
         raise SaloraError(f"--seeds takes integers, got '{seeds}'") from exc
 
 
+Tasks = Annotated[Optional[str], Opt(metavar="TASK,...", help="Only these tasks, comma-separated (e.g. sst2,mrpc)")]
+Seeds = Annotated[Optional[str], Opt(metavar="SEED,...", help="Only these seeds, comma-separated")]
+GridOut = Annotated[Path, Opt(metavar="DIR", help="Folder for the runs (one subfolder per profile)")]
+
+
 @app.command("reproduce")
 def reproduce(
-    profile: str = Opt("cpu", help="Profile name in configs/reproduce/ (cpu, paper) or a YAML path"),
-    tasks: Optional[str] = Opt(None, help="Only these tasks, comma-separated (e.g. sst2,mrpc)"),
-    methods: Optional[str] = Opt(None, help="Only these methods, comma-separated"),
-    seeds: Optional[str] = Opt(None, help="Only these seeds, comma-separated"),
-    out: Path = Opt(Path("runs/reproduce"), help="Folder for the runs (one subfolder per profile)"),
-    results: Path = Opt(Path("results"), help="Folder for the tables, figures and README"),
+    profile: Annotated[str, Opt(metavar="NAME|FILE", help="Profile name in configs/reproduce/ (cpu, paper) or "
+                                                          "a YAML path")] = "cpu",
+    tasks: Tasks = None,
+    methods: Annotated[Optional[str], Opt(metavar="METHOD,...", help="Only these methods, "
+                                                                     "comma-separated")] = None,
+    seeds: Seeds = None,
+    out: GridOut = Path("runs/reproduce"),
+    results: Annotated[Path, Opt(metavar="DIR", help="Folder for the tables, figures and README")] = Path("results"),
 ):
     """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
+    _quiet_libraries()
     from salora_cli.reproduce import run_grid
 
     path, seed_list = _profile_path(profile), _seed_list(seeds)
+    started = time.time()
     try:
         run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods),
                  seed_list)
     except KeyboardInterrupt:
         raise Interrupted("the grid stopped; run the same command again: finished runs are skipped and "
                           "the interrupted one resumes from its last checkpoint") from None
+    _wrote(_changed_runs(out, started) + _changed_since(results, started))
 
 
 @app.command("ablate")
 def ablate(
-    profile: str = Opt("ablations", help="Ablation profile in configs/reproduce/ or a YAML path"),
-    tasks: Optional[str] = Opt(None, help="Only these tasks, comma-separated (e.g. sst2)"),
-    seeds: Optional[str] = Opt(None, help="Only these seeds, comma-separated"),
-    out: Path = Opt(Path("runs/reproduce"), help="Folder for the runs (one subfolder per profile)"),
-    results: Path = Opt(Path("results"), help="Folder for ablations.md"),
+    profile: Annotated[str, Opt(metavar="NAME|FILE", help="Ablation profile in configs/reproduce/ or a YAML "
+                                                          "path")] = "ablations",
+    tasks: Tasks = None,
+    seeds: Seeds = None,
+    out: GridOut = Path("runs/reproduce"),
+    results: Annotated[Path, Opt(metavar="DIR", help="Folder for ablations.md")] = Path("results"),
 ):
     """Run each SaLoRA design variant of an ablation profile (resumable), then write ablations.md."""
+    _quiet_libraries()
     from salora_cli.ablations import run_ablations
 
     path, seed_list = _profile_path(profile), _seed_list(seeds)
+    started = time.time()
     try:
         written = run_ablations(path, out, results, console, os.environ.get("SALORA_DATA"),
                                 _split(tasks), seed_list)
     except KeyboardInterrupt:
         raise Interrupted("the ablations stopped; run the same command again: finished runs are "
                           "skipped and the interrupted one resumes") from None
-    console.print(f"wrote {written}")
+    copies = written.parent / "ablations" / "runs"  # what each number rests on (salora_cli/ablations.py)
+    _wrote(_changed_runs(out, started) + [written] + ([copies] if copies.is_dir() else []))
+
+
+# ------------------------------------------------------------------ what a command wrote
+def _wrote(paths: list, none: str = "wrote nothing") -> None:
+    """End a command by naming what it wrote (a folder with a trailing /)."""
+    names = [f"{p}/" if isinstance(p, Path) and p.is_dir() else str(p) for p in paths if p]
+    # plain text: a path may hold [brackets] that markup would eat
+    console.print(Text("wrote: " + ", ".join(names) if names else none), highlight=False, soft_wrap=True)
+
+
+# a run folder's files, the results first; then its folders
+RUN_FILES_FIRST = ("metrics.json", "ranks.json", "generations.jsonl")
+
+
+def _run_files(run: Path) -> list[Path]:
+    entries = sorted(run.iterdir()) if run.is_dir() else []
+    files = [p for p in entries if not p.is_dir()]
+    files.sort(key=lambda p: RUN_FILES_FIRST.index(p.name) if p.name in RUN_FILES_FIRST else len(RUN_FILES_FIRST))
+    return files + [p for p in entries if p.is_dir()]
+
+
+MTIME_SLACK_S = 1.0  # file times come from a coarser clock than time.time() (and some file systems)
+
+
+def _changed_since(folder: Path, started: float) -> list[Path]:
+    """The entries of `folder` created or changed since `started` (a folder counts when an entry
+    was added, replaced or removed in it)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if p.stat().st_mtime >= started - MTIME_SLACK_S]
+
+
+def _changed_runs(out: Path, started: float) -> list:
+    """The run folders (<out>/<profile>/<run>) changed since `started`, counted per profile folder."""
+    summary = []
+    for profile in sorted(out.iterdir()) if out.is_dir() else []:
+        if profile.is_dir():
+            runs = [r for r in _changed_since(profile, started) if r.is_dir()]
+            if runs:
+                summary.append(f"{profile}/ ({len(runs)} run folder{'s' if len(runs) > 1 else ''})")
+    return summary
 
 
 def _quiet_libraries() -> None:
-    # transformers' load reports and download bars drown the run's own output
+    # transformers' load reports and download bars drown the run's own output; called by the
+    # commands that load models, never before parsing (`--help` must not import transformers)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -332,7 +404,6 @@ def main() -> None:
     # Typer ships its own copy of click; its usage errors become one `error:` line like ours.
     from typer._click import exceptions as click_errors
 
-    _quiet_libraries()
     try:
         code = app(standalone_mode=False)
     except Interrupted as exc:

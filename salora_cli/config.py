@@ -16,31 +16,46 @@ from typing import Any
 
 import yaml
 
-from salora_cli.adapters.config import AdapterConfig
+from salora.config import AdapterConfig
 from salora_cli.errors import SaloraError
 
-METHODS = ("salora", "lora", "adalora", "full", "bitfit")
+from salora_cli.methods import METHODS, REGISTRY  # the method registry (names only: no torch import)
+# accelerate's trackers (accelerate.utils.LoggerType), by the name `report_to` takes, and the package each needs
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+            "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 5e-4
-    epochs: float = 3.0
-    max_steps: int | None = None  # overrides epochs when given
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    grad_accum: int = 1
-    weight_decay: float = 0.0
-    warmup_fraction: float = 0.06
-    max_length: int = 128
-    group_by_length: bool = False  # batch examples of similar length together (less padding; salora_cli/batching.py)
-    eval_every: int | None = None  # steps; None = once per epoch (and always at the end)
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    log_every: int = 1  # steps between log.jsonl lines
-    checkpoint_every: int | None = None  # steps between resumable checkpoints; None = at each eval
-    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (GPU)
-    seed: int = 0
+    # Each field's help is its metadata["help"] (shown by the `salora train` flags).
+    lr: float = field(default=5e-4, metadata={"help": "Learning rate (adapters and head)"})
+    epochs: float = field(default=3.0, metadata={"help": "Training epochs (fractions allowed)"})
+    max_steps: int | None = field(default=None, metadata={"help": (
+        "Optimizer steps; overrides epochs when given")})
+    batch_size: int = field(default=32, metadata={"help": "Training batch size (per process)"})
+    eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size (per process)"})
+    grad_accum: int = field(default=1, metadata={"help": "Batches accumulated per optimizer step"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_fraction: float = field(default=0.06, metadata={"help": (
+        "Fraction of the optimizer steps spent in linear learning-rate warmup")})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example"})
+    group_by_length: bool = field(default=False, metadata={"help": (
+        "Batch examples of similar length together (less padding; salora_cli/batching.py)")})
+    eval_every: int | None = field(default=None, metadata={"help": (
+        "Evaluate every N steps; not given: once per epoch (and always at the end)")})
+    max_train_samples: int | None = field(default=None, metadata={"help": (
+        "Train on a seeded random subset of this size")})
+    max_eval_samples: int | None = field(default=None, metadata={"help": (
+        "Evaluate on a seeded random subset of this size")})
+    log_every: int = field(default=1, metadata={"help": "Steps between log.jsonl lines"})
+    checkpoint_every: int | None = field(default=None, metadata={"help": (
+        "Steps between resumable checkpoints; not given: at each evaluation")})
+    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16 (GPU)"})
+    seed: int = field(default=0, metadata={"help": "Random seed"})
+    report_to: str | None = field(default=None, metadata={"help": (
+        "Experiment trackers, comma-separated, through accelerate (tensorboard, wandb, mlflow, comet_ml, "
+        "aim, clearml, dvclive); their files go to <run>/tracking. Not given: the run folder's own logs "
+        "only.")})
 
     def validate(self) -> None:
         for name in ("lr", "epochs"):
@@ -58,27 +73,35 @@ class TrainConfig:
             raise SaloraError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise SaloraError(f"train.mixed_precision must be no, fp16 or bf16, got {self.mixed_precision}")
+        unknown = [t for t in self.trackers() if t not in TRACKERS]
+        if unknown:
+            raise SaloraError(f"train.report_to: unknown tracker '{unknown[0]}' (known: {', '.join(TRACKERS)})")
+
+    def trackers(self) -> list[str]:
+        return [t.strip() for t in (self.report_to or "").split(",") if t.strip() and t.strip() != "none"]
 
 
 @dataclass
 class RunConfig:
-    task: str = "glue/sst2"
-    method: str = "salora"
-    model: str = "minilm-l6"
-    data_dir: str | None = None
-    # Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task
-    # checks the names.
-    task_options: dict[str, Any] = field(default_factory=dict)
-    # Style transfer: score the test split's outputs with a style classifier (trained once by this
-    # runner and cached) and a fluency LM (the base model); off = BLEU and self-BLEU only.
-    style_scoring: bool = True
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # Each field's help is its metadata["help"] (shown by the `salora train` flags).
+    task: str = field(default="glue/sst2", metadata={"help": "<family>/<task>, e.g. glue/sst2 or style/yelp"})
+    method: str = field(default="salora", metadata={"help": " | ".join(METHODS)})
+    model: str = field(default="minilm-l6", metadata={"help": "Hub id, local folder, or offline alias"})
+    data_dir: str | None = field(default=None, metadata={"help": (
+        "The task's data folder (default: under $SALORA_DATA, else the Hugging Face hub)")})
+    task_options: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task checks "
+        "the names.")})
+    style_scoring: bool = field(default=True, metadata={"help": (
+        "Style transfer: score the test split's outputs with a style classifier (trained once by this "
+        "runner and cached) and a fluency LM (the base model); off: BLEU and self-BLEU only")})
+    adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"help": "Adapter settings"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training settings"})
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise SaloraError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
-        self.adapter.method = "lora" if self.method == "lora" else "salora"
+        self.adapter.method = REGISTRY[self.method].adapter_kind
         self.adapter.validate()
         self.train.validate()
         self.data_dir = absolute_path(self.data_dir)
@@ -211,7 +234,8 @@ def build_config(*layers: dict) -> RunConfig:
         # AdapterConfig validates itself on construction, so it must know the method first: a plain
         # LoRA run ignores the budget (e.g. `--method lora --rank 2` under a YAML with budget 8).
         method = merged.get("method", RunConfig.method)
-        merged["adapter"] = {**merged["adapter"], "method": "lora" if method == "lora" else "salora"}
+        kind = REGISTRY[method].adapter_kind if method in REGISTRY else "salora"  # unknown: validate() says so
+        merged["adapter"] = {**merged["adapter"], "method": kind}
     cfg = _build(RunConfig, merged)
     cfg.validate()
     return cfg

@@ -1,11 +1,7 @@
 """User-facing errors: the CLI prints these as one line and exits non-zero, never a traceback."""
+from salora.errors import SaloraError  # the library's; the runner raises the same type
 
-
-class SaloraError(Exception):
-    """A problem with the user's input (task, config, data, model, files).
-
-    Raise it with a message that names the problem and, where possible, what would fix it.
-    """
+__all__ = ["Interrupted", "SaloraError"]
 
 
 class Interrupted(SaloraError):

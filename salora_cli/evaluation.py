@@ -9,12 +9,10 @@ from rich.table import Table
 
 import tasks
 from salora_cli import atomic, run_dir as rd
-from salora_cli.adapters import export_peft
 from salora_cli.errors import SaloraError
-from salora_cli.methods import AdapterMethod, load_method
-from salora_cli.models import resolve_model
-from salora_cli.train import subset
-from tasks.base import degenerate_flag
+from salora_cli.methods import REGISTRY, load_method
+from tasks.models import resolve_model
+from tasks.base import degenerate_flag, subset
 
 CHECKPOINTS = {"best": "best", "final": "adapter"}
 
@@ -37,10 +35,7 @@ def reload_run(run_dir: Path, checkpoint: str = "best"):
 
 
 def _task(cfg):
-    task = tasks.get(cfg.task)
-    if hasattr(task, "configure"):
-        task.configure(**cfg.task_options)
-    return task
+    return tasks.get(cfg.task).configure(**cfg.task_options)
 
 
 def _load(cfg, task, folder: Path):
@@ -57,9 +52,10 @@ def _check_data_dir(cfg, run_dir: Path) -> None:
 
 
 def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Console,
-                 data_dir: Path | None = None) -> dict:
-    """Recompute a run's metrics. Config, checkpoint and data are all checked (the data read)
-    before the model is loaded, so a missing piece fails in seconds."""
+                 data_dir: Path | None = None) -> tuple[dict, Path]:
+    """Recompute a run's metrics; returns them and the file they were written to
+    (<run>/eval_<split>_<checkpoint>.json). Config, checkpoint and data are all checked (the data
+    read) before the model is loaded, so a missing piece fails in seconds."""
     cfg = rd.load_config(run_dir)
     if data_dir is not None:
         cfg.data_dir = str(Path(data_dir).expanduser().absolute())
@@ -86,9 +82,9 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     if flag:
         console.print(f"[yellow]warning:[/] every prediction is class {flag['predicted_class']!r}: "
                       "a degenerate (majority-class) classifier", highlight=False)
-    atomic.write_json(run_dir / f"eval_{split}_{checkpoint}.json",
-                      {"split": split, "checkpoint": checkpoint, "metrics": metrics, **flag})
-    return metrics
+    written = run_dir / f"eval_{split}_{checkpoint}.json"
+    atomic.write_json(written, {"split": split, "checkpoint": checkpoint, "metrics": metrics, **flag})
+    return metrics, written
 
 
 def eval_examples(cfg, task, split: str | None = None) -> list:
@@ -125,20 +121,18 @@ def _recorded(run_dir: Path, checkpoint: str) -> dict:
 def export_run(run_dir: Path, out: Path, checkpoint: str = "best", overwrite: bool = False) -> dict[str, int]:
     check_export_target(run_dir, out, overwrite)
     cfg = rd.load_config(run_dir)
-    if cfg.method not in ("salora", "lora"):  # known from the config: no need to load the model
-        raise SaloraError(f"export needs a salora or lora run; {run_dir} is a {cfg.method} run")
+    exportable = [name for name, s in REGISTRY.items() if s.peft_export]
+    if cfg.method not in exportable:  # known from the config: no need to load the model
+        raise SaloraError(f"export needs a {' or '.join(exportable)} run; {run_dir} is a {cfg.method} run")
     folder = _folder(run_dir, checkpoint)
     task = _task(cfg)
     method, _ = _load(cfg, task, folder)
-    if not isinstance(method, AdapterMethod):
-        raise SaloraError(f"export needs a salora or lora run; {run_dir} is a {cfg.method} run")
     base = resolve_model(cfg.model)
     if not _is_empty_or_missing(out):  # an earlier export, and --overwrite: swap in the new one
         ranks: dict[str, int] = {}
-        rd.replace_folder(out, lambda tmp: ranks.update(
-            export_peft(method.model, method.adapters, tmp, base_model_name_or_path=base)))
+        rd.replace_folder(out, lambda tmp: ranks.update(method.handle.export_peft(tmp, base)))
         return ranks
-    return export_peft(method.model, method.adapters, out, base_model_name_or_path=base)
+    return method.handle.export_peft(out, base)
 
 
 def _is_run_folder(folder: Path) -> bool:

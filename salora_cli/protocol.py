@@ -25,8 +25,10 @@ from typing import Any
 
 from salora_cli import atomic
 from salora_cli.errors import SaloraError
+from salora_cli.methods import REGISTRY
 
-ADAPTER_METHODS = ("salora", "lora", "adalora")  # the methods with a rank, hence a budget and an lr grid
+# the methods with a rank, hence a budget and an lr grid
+ADAPTER_METHODS = tuple(name for name, spec in REGISTRY.items() if spec.ranked)
 PROFILE_KEYS = {"name", "description", "defaults", "method_overrides", "models", "grid", "budgets", "lr_grid"}
 ENTRY_KEYS = {"task", "methods", "seeds", "config", "config_file", "models", "budgets", "lr_grid", "tune_lr"}
 # Equal scores up to float rounding (one count of correct answers can be computed two ways) are a tie.
@@ -47,7 +49,7 @@ class RankBudget:
 
     def layer(self, method: str) -> dict:
         # LoRA has no schedule: its fixed rank is the budget, so every method ends with the same total rank
-        r_init = self.budget if method == "lora" else self.r_init
+        r_init = self.r_init if REGISTRY[method].learns_rank else self.budget  # LoRA runs at the budget
         return {"adapter": {"r_init": r_init, "budget": self.budget}}
 
 
@@ -333,9 +335,13 @@ def protocol_markdown(profile: dict) -> str:
     if budgets:
         shown = ", ".join(f"average rank {b.budget} (SaLoRA and AdaLoRA from r_init {b.r_init}, LoRA at rank "
                           f"{b.budget})" for b in budgets)
-        lines.append(f"- **Rank budgets**: {shown}. All three adapter methods end with the same total rank. "
-                     "Full fine-tuning and BitFit have no rank budget: they run once per task and their rows "
-                     "repeat, marked *(no budget)*, in every budget's table of `glue.md`.")
+        unbudgeted = sorted({m for e in profile["grid"] for m in e["methods"] if m not in ADAPTER_METHODS})
+        lines.append(f"- **Rank budgets**: {shown}. All three adapter methods end with the same total rank."
+                     + (f" {' and '.join(unbudgeted)} have no rank budget: they run once per task and their rows "
+                        "repeat, marked *(no budget)*, in every budget's table of `glue.md`." if unbudgeted else ""))
+        coverage = _coverage(profile, budgets)
+        if coverage:
+            lines.append(f"- **Coverage**: {coverage}.")
     if tuned:
         grids = sorted({tuple(_grid(profile, e)) for e in tuned})
         grid_text = "; ".join("[" + ", ".join(lr_text(x) for x in g) + "]" for g in grids)
@@ -350,8 +356,9 @@ def protocol_markdown(profile: dict) -> str:
         lines.append(
             "- **The split**: the dev split is the split reported (GLUE test labels are not public), so the "
             "lr is chosen on the split it is judged on, and the seed-0 score of the chosen lr is part of "
-            "the reported mean (it is the best of the grid's tries). This favours every tuned method "
-            "alike; full fine-tuning and BitFit run at one fixed lr and get no such choice.")
+            "the reported mean (it is the best of the grid's tries). This favours every tuned method alike"
+            + ("; the methods without a rank (full fine-tuning, BitFit) run at one fixed lr and get no such "
+               "choice." if any(m not in ADAPTER_METHODS for e in profile["grid"] for m in e["methods"]) else "."))
         untuned = [e["task"] for e in profile["grid"]
                    if not any(tunes_lr(profile, e, m) for m in e["methods"]) and any(
                        m in ADAPTER_METHODS for m in e["methods"])]
@@ -359,6 +366,27 @@ def protocol_markdown(profile: dict) -> str:
             lines.append(f"- Entries without an lr grid ({', '.join(sorted(set(untuned)))}) run at their "
                          "configured lr, every seed.")
     return "\n".join(lines) + "\n"
+
+
+def _coverage(profile: dict, budgets: list) -> str:
+    """Which seeds and budgets each method runs, where some run fewer (what the time limit cut)."""
+    seeds: dict[str, set[int]] = {}
+    spans: dict[str, set[int]] = {}
+    for e in profile["grid"]:
+        for m in e["methods"]:
+            seeds.setdefault(m, set()).update(e["seeds"])
+            if m in ADAPTER_METHODS:
+                spans.setdefault(m, set()).update(e.get("budgets") or [b.budget for b in budgets])
+    most = max(len(v) for v in seeds.values())
+    parts = []
+    for m in seeds:
+        fewer_seeds = len(seeds[m]) < most
+        fewer_budgets = m in spans and len(spans[m]) < len(budgets)
+        if fewer_seeds or fewer_budgets:
+            what = [f"seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(map(str, sorted(seeds[m])))} only"] if fewer_seeds else []
+            what += [f"budget {', '.join(map(str, sorted(spans[m])))} only"] if fewer_budgets else []
+            parts.append(f"{m} runs {' and '.join(what)}")
+    return "; ".join(parts)
 
 
 def _then_seeds(seeds: list[int]) -> str:

@@ -161,13 +161,14 @@ def _claim_and_run(n: str, p: PlannedRun, runs_root: Path, data: str | None, con
 
 
 def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None, console: Console) -> None:
+    from salora_cli.style_scoring import attach_scorers
     from salora_cli.train import CHECKPOINT, Trainer
 
     cfg = _planned_config(p, data)
     resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None
     console.rule(f"{n} {p.folder_name}" + (" (resuming)" if resume else ""))
     run_started = time.perf_counter()
-    trainer = Trainer(cfg, run, console, resume=resume)
+    trainer = Trainer(cfg, run, console, resume=resume, scorers=attach_scorers)
     rd.prepare(run, cfg, resume=resume, overwrite=not resume)
     trainer.run()
     _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)

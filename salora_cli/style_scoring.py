@@ -22,7 +22,7 @@ from rich.console import Console
 
 from salora_cli import config as cfgmod
 from salora_cli import run_dir as rd
-from salora_cli.models import cache_dir
+from tasks.models import cache_dir
 
 CLASSIFIER = {
     "model": "minilm-l6",

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +32,13 @@ from salora_cli import atomic, faults, run_dir as rd
 from salora_cli.batching import LengthGroupedSampler
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
-from salora_cli.methods import Method, build_method, resume_method
+from salora_cli.methods import REGISTRY, build_method, resume_method
+from salora_cli.methods.base import Method
+from salora_cli.tracking import TRACKING_DIR, Tracking, check_installed
+from tasks.base import Task, subset
+
+# what gives a task its scorer models for the final scoring; returns what was used, for the record
+ScorerSetup = Callable[[Task, RunConfig, Console], dict]
 
 
 @dataclass
@@ -47,18 +54,15 @@ class LoopState:
     initial_trainable: int = 0
 
 
-def subset(examples: list, n: int | None, seed: int) -> list:
-    if n is None or n >= len(examples):
-        return examples
-    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in idx]
-
-
 CHECKPOINT = Path("checkpoints") / "last"
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False):
+    def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False,
+                 scorers: ScorerSetup | None = None):
+        """`scorers`: for tasks whose final scoring uses scorer models (`Task.uses_scorer_models`:
+        style transfer), what provides them (salora_cli.style_scoring.attach_scorers); injected so
+        this loop does not depend on the code that trains the style classifier with it."""
         self.cfg = cfg
         self.out = out
         self.console = console or Console()
@@ -68,10 +72,8 @@ class Trainer:
         set_seed(t.seed)
         self.resume_from = rd.completed_folder(out / CHECKPOINT, "trainer_state.pt") if resume else None
         self.task = tasks.get(cfg.task)
-        if hasattr(self.task, "configure"):
-            self.task.configure(**cfg.task_options)
-        elif cfg.task_options:
-            raise SaloraError(f"task {cfg.task} takes no task_options")
+        self.task.configure(**cfg.task_options)
+        self.scorers = scorers
         self.splits = self.task.load_splits(cfg.data_dir, max_train_samples=t.max_train_samples, seed=t.seed)
         self.train_set = self.splits["train"]
         if not self.train_set:
@@ -79,10 +81,13 @@ class Trainer:
         self.eval_set = subset(self.splits[self.task.eval_split], t.max_eval_samples, t.seed)
         self.model, self.tokenizer = self.task.build_model(cfg.model)
 
+        check_installed(t.trackers())
         self.accelerator = Accelerator(
             cpu=launched_without_gpus(), mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.grad_accum,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            log_with=t.trackers() or None, project_dir=str(out / TRACKING_DIR) if t.trackers() else None)
+        self.tracking = Tracking(self.accelerator, cfg, out)
         per_epoch = math.ceil(len(self.train_set) / (t.batch_size * t.grad_accum
                                                       * self.accelerator.num_processes))
         self.steps_per_epoch = max(per_epoch, 1)
@@ -111,6 +116,7 @@ class Trainer:
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             self.model, self.optimizer, loader, self.scheduler)
         self.state = LoopState(initial_trainable=self.method.trainable_count())
+        self._removed_since = 0  # components removed since the last console report
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
         elif resume and self.accelerator.is_main_process:
@@ -171,6 +177,7 @@ class Trainer:
         if acc.is_main_process:
             atomic.write_json(self.out / "env.json", rd.environment(
                 acc.num_processes, str(acc.device), t.mixed_precision))
+        self.tracking.start()
         self._record_ranks()
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -191,6 +198,7 @@ class Trainer:
                     if logs is None:
                         continue  # accumulating
                     progress.update(bar, completed=self.state.step, info=self._info(logs))
+                    self._announce(logs, progress)
                     if self.state.step % t.log_every == 0 or self.state.step == 1:
                         self._log(logs)
                     faults.reached("after_step", self.state.step)
@@ -214,24 +222,28 @@ class Trainer:
         self.state.train_time_s += time.perf_counter() - started
         final = self._evaluate_and_keep()
         test = self._final_test()
-        return self._write_results(final, test)
+        if test is not None:
+            self.tracking.log_eval(test, prefix="test")
+        metrics = self._write_results(final, test)
+        self.tracking.end()
+        return metrics
 
     def _final_test(self) -> dict | None:
         """Tasks with a held-out test split with references (style transfer) are scored on it once,
         with the final model, and their generations are saved."""
-        split = getattr(self.task, "final_eval_split", None)
+        split = self.task.final_eval_split
         if not split or split not in self.splits:
             return None
         scorers = {}
         started = time.perf_counter()
-        if self.cfg.style_scoring and hasattr(self.task, "configure"):
-            from salora_cli.style_scoring import attach_scorers
-
-            scorers = attach_scorers(self.task, self.cfg, self.console)
+        if self.cfg.style_scoring and self.task.uses_scorer_models:
+            if self.scorers is None:
+                raise RuntimeError(f"{self.cfg.task} needs its scorer models: Trainer(..., scorers=...)")
+            scorers = self.scorers(self.task, self.cfg, self.console)
         setup_s = time.perf_counter() - started
         metrics, generate_s, score_s = self._test_metrics(self.splits[split])
         if self.accelerator.is_main_process:
-            lines = "".join(json.dumps(o) + "\n" for o in getattr(self.task, "last_outputs", []))
+            lines = "".join(json.dumps(o) + "\n" for o in self.task.outputs_to_save())
             atomic.write_text(self.out / "generations.jsonl", lines)
             self.console.print("  test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         # Costs apart (train_time_s is the loop's): generating the rewrites, scoring them (classifier,
@@ -242,9 +254,6 @@ class Trainer:
 
     def _test_metrics(self, examples: list) -> tuple[dict[str, float], float, float]:
         """(metrics, generation seconds, scoring seconds): predict, then score, timed apart."""
-        if not (hasattr(self.task, "predict") and hasattr(self.task, "score")):
-            started = time.perf_counter()
-            return self.evaluate(examples), time.perf_counter() - started, 0.0
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         with torch.no_grad():
@@ -261,10 +270,10 @@ class Trainer:
         acc = self.accelerator
         self.model.train()
         with acc.accumulate(self.model):
-            out = self.model(**batch)
-            task_loss = out.loss
-            reg, logs = self.method.regularizer(self.state.step + 1)
-            loss = task_loss if reg is None else task_loss + reg
+            budget_logs = self.method.log_values(self.state.step + 1)  # before this step's forward
+            loss = self.model(**batch).loss  # with the method's regulariser already in (salora.tuner)
+            task_loss, reg_logs = self.method.task_loss(loss)
+            logs = {**reg_logs, **budget_logs}
             if not torch.isfinite(loss.detach()):
                 raise SaloraError(f"non-finite loss ({float(loss.detach()):.4g}) at step {self.state.step + 1}; "
                                   "stopping (lower the learning rate); earlier results are kept")
@@ -307,6 +316,30 @@ class Trainer:
         acc._models = [m for m in acc._models if m is not self.model]
         self.model = acc.prepare_model(inner)
 
+    def _announce(self, logs: dict, progress: Progress) -> None:
+        """Removals and the freeze on the console: removals summed between progress lines (about 20
+        a run), the freeze at once. Without a terminal (logs, CI) the live bar shows nothing, so a
+        plain progress line is printed at the same pace."""
+        if not self.accelerator.is_main_process:
+            return
+        step = self.state.step
+        self._removed_since += logs.get("removed_by_gates", 0)
+        if logs.get("frozen"):
+            total = self.method.rank_point(step)["total_rank"]
+            self.console.print(f"  step {step}: structure frozen at total rank {total} "
+                               f"({logs.get('removed_by_projection', 0)} components cut by the freeze)")
+        if step % max(1, self.total_steps // 20) and step != self.total_steps:
+            return
+        if self._removed_since:
+            total = self.method.rank_point(step)["total_rank"]
+            self.console.print(f"  step {step}: {self._removed_since} components removed since the last "
+                               f"report (closed gates) · total rank {total}")
+            self._removed_since = 0
+        if not self.console.is_terminal:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            self.console.print(f"  {self.cfg.task} {self.cfg.method} step {step}/{self.total_steps} · "
+                               f"{self._info(logs)} · {elapsed:.0f} s")
+
     def _info(self, logs: dict) -> str:
         info = f"loss {logs['task_loss']:.3f}"
         if "expected_rank" in logs:
@@ -316,6 +349,7 @@ class Trainer:
     def _log(self, logs: dict) -> None:
         if self.accelerator.is_main_process:
             rd.append_log(self.out, logs)
+        self.tracking.log_step(logs)
         if self.state.step % max(1, self.total_steps // 200) == 0:  # ~200 points per trajectory
             self._record_ranks()
 
@@ -332,6 +366,7 @@ class Trainer:
             self.state.trajectory[-1] = entry
         else:
             self.state.trajectory.append(entry)
+        self.tracking.log_ranks(entry)
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, examples: list | None = None) -> dict[str, float]:
@@ -345,7 +380,7 @@ class Trainer:
         kw = dict(batch_size=self.cfg.train.eval_batch_size, max_length=self.cfg.train.max_length,
                   device=acc.device)
         with torch.no_grad():
-            if acc.num_processes > 1 and hasattr(self.task, "predict"):
+            if acc.num_processes > 1:
                 metrics = self.task.score(examples, self._predictions(model, examples))
             else:
                 metrics = self.task.evaluate(model, self.tokenizer, examples, **kw)
@@ -374,6 +409,7 @@ class Trainer:
                   "split": self.task.eval_split, "metrics": metrics,
                   "at_budget": self.method.budget_met(step), **flag}
         self.state.evals.append(record)
+        self.tracking.log_eval(record)
         main = metrics[self.task.main_metric]
         best = self.state.best
         if record["at_budget"] and (best is None or main > best["metrics"][self.task.main_metric]):
@@ -415,11 +451,11 @@ class Trainer:
         modules = self.method.rank_modules()
         if modules is not None:
             a = self.cfg.adapter
+            learned = REGISTRY[self.cfg.method].learns_rank  # else a fixed rank: r_init is the "budget"
             atomic.write_json(self.out / "ranks.json", {
                 "method": self.cfg.method, "task": self.cfg.task, "r_init": a.r_init,
-                "budget_avg": a.budget_rank() if self.cfg.method != "lora" else a.r_init,
-                "budget_total": int(a.budget_rank() * len(modules) + 1e-9)
-                if self.cfg.method != "lora" else a.r_init * len(modules),
+                "budget_avg": a.budget_rank() if learned else a.r_init,
+                "budget_total": int(a.budget_rank() * len(modules) + 1e-9) if learned else a.r_init * len(modules),
                 "n_matrices": len(modules), "modules": modules, "trajectory": self.state.trajectory})
         atomic.write_json(self.out / "metrics.json", metrics)
         return metrics
@@ -464,5 +500,6 @@ def launched_without_gpus() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def train(cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False) -> dict:
-    return Trainer(cfg, out, console, resume=resume).run()
+def train(cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False,
+          scorers: ScorerSetup | None = None) -> dict:
+    return Trainer(cfg, out, console, resume=resume, scorers=scorers).run()

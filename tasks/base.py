@@ -1,45 +1,77 @@
-"""The Task protocol: everything the training loop needs from a task, and nothing about the method.
+"""The Task base class: everything the training loop needs from a task, and nothing about the method.
 
 A task owns its data (reading splits from the hub or a local layout), turns examples into model
 batches (with a `labels` entry, so `model(**batch).loss` is the task loss), builds its model (a plain
 transformers model with the right head), and evaluates predictions into metrics.
-Adding a task is one module that implements this protocol and calls `register`.
+Adding a task is one module with a `Task` subclass that calls `register`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+import random
+from typing import Any, Callable
 
 import torch
 
-from salora_cli.errors import SaloraError
+from salora.errors import SaloraError
 
 Example = dict[str, Any]
 
 
-@runtime_checkable
-class Task(Protocol):
+class Task:
+    """Base class of every task. Required: the three attributes and load_splits, build_model,
+    collate, predict, score. Everything else has a default that a task overrides when it needs to.
+    """
+
     name: str  # registry key, e.g. "glue/sst2" or "style/yelp"
     main_metric: str  # higher is better; picks the best checkpoint
-    eval_split: str  # the split evaluated during training ("dev", "test", ...)
+    eval_split: str = "dev"  # the split evaluated during training
+    # A held-out split with references, scored once with the final model (style transfer: "test").
+    final_eval_split: str | None = None
+    # Whether the final scoring uses scorer models the runner provides (a style classifier and a
+    # fluency LM, salora_cli.style_scoring), handed over through `configure`.
+    uses_scorer_models: bool = False
+    # Set by `score`: the one class every prediction fell in, if just one (a degenerate classifier).
+    last_single_class: str | None = None
+
+    def configure(self, **options: Any) -> "Task":
+        """Task-specific settings (`task_options`); a task without any refuses them."""
+        if options:
+            raise SaloraError(f"task {self.name} takes no task_options (got {', '.join(sorted(options))})")
+        return self
 
     def load_splits(self, data_dir: str | None, *, max_train_samples: int | None = None,
                     seed: int = 0) -> dict[str, list[Example]]:
         """Return {"train": [...], <eval splits>: [...]}; raise SaloraError on bad data."""
+        raise NotImplementedError
 
     def build_model(self, model_ref: str) -> tuple[torch.nn.Module, Any]:
         """Return (model, tokenizer) for a hub id, local folder or offline alias."""
+        raise NotImplementedError
 
     def collate(self, tokenizer: Any, examples: list[Example], max_length: int) -> dict[str, torch.Tensor]:
-        """Tokenise a list of examples into a batch that includes `labels`."""
+        """Tokenise a list of examples into a batch that includes `labels`, so `model(**batch).loss`
+        is the task loss."""
+        raise NotImplementedError
+
+    def predict(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *, batch_size: int,
+                max_length: int, device: torch.device) -> list:
+        """One prediction per example, in order (model in eval mode). The loop shards this over
+        processes and gathers the predictions before `score`."""
+        raise NotImplementedError
+
+    def score(self, examples: list[Example], predictions: list) -> dict[str, float]:
+        """Metrics of `predictions` against the examples' references."""
+        raise NotImplementedError
 
     def evaluate(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
                  batch_size: int, max_length: int, device: torch.device) -> dict[str, float]:
-        """Metrics of `model` on `examples` (model is in eval mode when called).
+        """Metrics of `model` on `examples`: predict, then score."""
+        return self.score(examples, self.predict(model, tokenizer, examples, batch_size=batch_size,
+                                                 max_length=max_length, device=device))
 
-        Tasks may also split this into `predict(model, tokenizer, examples, *, batch_size,
-        max_length, device) -> list` and `score(examples, predictions) -> dict`: the loop then
-        shards evaluation over processes and gathers the predictions before scoring.
-        """
+    def outputs_to_save(self) -> list[dict[str, Any]]:
+        """Rows the runner writes to generations.jsonl after the final scoring (none by default)."""
+        return []
 
 
 _REGISTRY: dict[str, Callable[[], Task]] = {}
@@ -49,23 +81,23 @@ def register(name: str, factory: Callable[[], Task]) -> None:
     _REGISTRY[name] = factory
 
 
-def _load_builtin() -> None:
-    # Importing the modules registers their tasks.
-    import tasks.glue  # noqa: F401
-    import tasks.style  # noqa: F401
-    import tasks.style_classifier  # noqa: F401
-
-
-def task_names() -> list[str]:
-    _load_builtin()
+def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Task:
-    _load_builtin()
+def registered(name: str) -> Task:
+    """A new instance of a registered task (`tasks.get` first imports the built-in task modules)."""
     if name not in _REGISTRY:
         raise SaloraError(f"unknown task '{name}' (known: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]()
+
+
+def subset(examples: list, n: int | None, seed: int) -> list:
+    """A seeded random subset of `n` examples, in their original order (all of them if n is None)."""
+    if n is None or n >= len(examples):
+        return examples
+    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in idx]
 
 
 def single_class(preds: list) -> Any | None:
@@ -78,8 +110,8 @@ def single_class(preds: list) -> Any | None:
     return next(iter(classes)) if len(preds) > 1 and len(classes) == 1 else None
 
 
-def degenerate_flag(task: Any) -> dict:
+def degenerate_flag(task: Task) -> dict:
     """{"degenerate": True, "predicted_class": name} for the task's last scored evaluation when every
     prediction was one class; {} otherwise (and for tasks that do not classify)."""
-    name = getattr(task, "last_single_class", None)
+    name = task.last_single_class
     return {} if name is None else {"degenerate": True, "predicted_class": name}

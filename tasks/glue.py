@@ -40,10 +40,10 @@ from typing import Any, Sequence
 
 import torch
 
-from salora_cli.errors import SaloraError
-from salora_cli.models import hub_endpoint, hub_unavailable, load_pretrained
+from salora.errors import SaloraError
+from tasks.models import hub_endpoint, hub_unavailable, load_pretrained
 from tasks import metrics as M
-from tasks.base import Example, register, single_class
+from tasks.base import Example, Task, register, single_class
 
 HUB_DATASET = "nyu-mll/glue"
 SPLITS = ("train", "dev")
@@ -94,11 +94,8 @@ GLUE_SPECS: dict[str, GlueSpec] = {s.key: s for s in (
 )}
 
 
-class GlueTask:
-    """One GLUE task, driven by its `GlueSpec`; implements `tasks.base.Task`."""
-
-    eval_split = "dev"
-    last_single_class: str | None = None  # set by `score`: the only class predicted, if just one
+class GlueTask(Task):
+    """One GLUE task, driven by its `GlueSpec`."""
 
     def __init__(self, spec: GlueSpec):
         self.spec = spec

@@ -40,8 +40,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from salora_cli.errors import SaloraError
-from tasks.base import Example, register
+from salora.errors import SaloraError
+from tasks.base import Example, Task, register
 from tasks.generation import first_token_in_text, generate_texts
 from tasks.markers import CONTENT_DEFAULTS, Deletion, delete, extract_markers
 from tasks.prompts import SLOT, build_prompt, build_training_features, collate_features
@@ -54,7 +54,7 @@ from tasks.style_metrics import (Normalizer, corpus_bleu, g_score, perplexity, s
                                  yelp_normalize)
 
 
-class StyleTask:
+class StyleTask(Task):
     """Shared prompt/model/evaluation logic; subclasses read their data."""
 
     name = "style"
@@ -62,6 +62,7 @@ class StyleTask:
     main_metric = "bleu"
     eval_split = "dev"
     final_eval_split = "test"
+    uses_scorer_models = True  # style accuracy and fluency (salora_cli.style_scoring)
     bleu_normalize: Normalizer | None = None  # applied to outputs, references and sources before BLEU
     bleu_lowercase = False
     default_max_new_tokens = 64
@@ -97,7 +98,7 @@ class StyleTask:
     def build_model(self, model_ref: str) -> tuple[torch.nn.Module, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from salora_cli.models import load_pretrained
+        from tasks.models import load_pretrained
 
         tokenizer = load_pretrained(AutoTokenizer, model_ref)
         model = load_pretrained(AutoModelForCausalLM, model_ref, dtype=torch.float32)
@@ -139,6 +140,9 @@ class StyleTask:
                               max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
                               max_prompt_length=max_length, device=device,
                               banned_ids=banned if any(banned) else None)
+
+    def outputs_to_save(self) -> list[dict[str, Any]]:
+        return self.last_outputs
 
     def score(self, examples: list[Example], outputs: list[str], *, batch_size: int = 32) -> dict[str, float]:
         """Metrics of `outputs` (one rewrite per example); keeps them in `last_outputs`."""

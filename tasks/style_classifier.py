@@ -15,18 +15,19 @@ from typing import Any
 
 import torch
 
-from tasks.base import Example, get, register
+from tasks.base import Example, Task, register
 from tasks.glue import GLUE_SPECS, GlueTask
 from tasks.style_data import subsample
 
 
-class StyleClassifierTask:
+class StyleClassifierTask(Task):
     main_metric = "accuracy"
-    eval_split = "dev"
 
     def __init__(self, style: str):
         self.name = f"stylecls/{style}"
-        self.style_task = get(f"style/{style}")
+        import tasks  # the registry (this module is one of its built-in task modules)
+
+        self.style_task = tasks.get(f"style/{style}")
         self._binary = GlueTask(GLUE_SPECS["sst2"])
 
     def configure(self, **options: Any) -> "StyleClassifierTask":

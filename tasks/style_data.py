@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from salora_cli.errors import SaloraError
+from salora.errors import SaloraError
 
 YELP_STYLES = ("negative", "positive")
 GYAFC_STYLES = ("informal", "formal")

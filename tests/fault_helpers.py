@@ -24,7 +24,7 @@ def make_tiny_model(folder: Path) -> Path:
     """tiny_models' 2-layer BERT with MiniLM's tokenizer, saved as a model folder `--model` takes."""
     from transformers import AutoTokenizer
 
-    from salora_cli.models import resolve_model
+    from tasks.models import resolve_model
     from tiny_models import tiny
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))

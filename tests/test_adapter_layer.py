@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.gates import HardConcrete
-from salora_cli.adapters.layer import AdaptedLinear
-from salora_cli.adapters.model import attach
+from salora.config import AdapterConfig
+from salora.gates import HardConcrete
+from salora.layer import AdaptedLinear
+from salora.model import attach_adapters as attach  # the AdapterSet alone (no step handle)
 from tiny_models import logits, tiny, tokens
 
 
@@ -84,7 +84,8 @@ def test_init_directions_orthonormal_and_delta_zero():
 
 def test_removal_preserves_eval_output_and_optimizer_state():
     layer = _layer()
-    opt = torch.optim.AdamW(layer.parameters(), lr=1e-2)
+    # the gates are not registered parameters (salora.layer): an optimizer over them is built explicitly
+    opt = torch.optim.AdamW([*layer.parameters(), layer.log_alpha], lr=1e-2)
     x = torch.randn(8, 20)
     layer.train()
     for _ in range(3):
@@ -109,6 +110,7 @@ def test_removal_preserves_eval_output_and_optimizer_state():
         assert torch.equal(state["exp_avg"], m_old.index_select(dim, idx))
         assert torch.equal(state["exp_avg_sq"], v_old.index_select(dim, idx))
         assert any(p is p_new for g in opt.param_groups for p in g["params"])
+        assert isinstance(p_new, torch.nn.Parameter) == (name != "log_alpha")
     # training continues seamlessly on the smaller shapes
     layer.train()
     opt.zero_grad()
@@ -156,3 +158,13 @@ def test_conv1d_merge_gpt2():
     expected = logits(model, batch)
     adapters.merge()
     assert torch.allclose(logits(model, batch), expected, atol=1e-4)
+
+
+def test_gates_are_not_parameters_so_no_user_optimizer_steps_them():
+    layer = _layer()
+    names = {n for n, _ in layer.named_parameters()}
+    assert "log_alpha" not in names and {"lora_A", "lora_B", "lora_lambda"} <= names
+    assert layer.log_alpha.requires_grad and layer.log_alpha.is_leaf
+    gate = layer.log_alpha
+    layer.to(torch.float64)  # moved (and cast) with the module, in place: optimizers keep the tensor
+    assert layer.log_alpha is gate and gate.dtype == torch.float64 and layer.lora_A.dtype == torch.float64

@@ -8,10 +8,10 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from salora_cli.adapters.budget import BudgetController
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.io import export_peft, load_adapter, save_adapter
-from salora_cli.adapters.model import attach
+from salora.budget import BudgetController
+from salora.config import AdapterConfig
+from salora.io import export_peft, load_adapter, save_adapter
+from salora.model import attach_adapters as attach  # the AdapterSet alone (no step handle)
 from salora_cli.errors import SaloraError
 from tiny_models import logits, tiny, tokens
 

@@ -19,6 +19,7 @@ import torch
 
 from cli_helpers import QUICK, assert_clean_error, run_cli
 from fault_helpers import Launcher, make_small_glue, make_tiny_model
+from salora import files
 from salora_cli import atomic
 from salora_cli.errors import SaloraError
 
@@ -141,7 +142,7 @@ def _hashes(run: Path) -> dict[str, str]:
 def _fail_commit(monkeypatch, name: str, nth: int, code: int, seen: dict) -> None:
     """The nth atomic write of a file called `name` fails with `code`; the run folder is hashed
     just before it (files in flight, *.tmp, left out)."""
-    commit = atomic._commit
+    commit = files._commit
     count = {"n": 0}
 
     def failing(tmp: Path, target: Path) -> None:
@@ -153,7 +154,7 @@ def _fail_commit(monkeypatch, name: str, nth: int, code: int, seen: dict) -> Non
                 raise OSError(code, os.strerror(code))
         commit(tmp, target)
 
-    monkeypatch.setattr(atomic, "_commit", failing)
+    monkeypatch.setattr(files, "_commit", failing)
 
 
 WRITE_FAILURES = {  # name: (file, nth write of it, errno, what the error names)
@@ -189,11 +190,11 @@ def test_a_full_disk_reported_by_torch_save_is_a_clean_error(tmp_path, monkeypat
         torch.save({"w": torch.ones(4)}, tmp)
         raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
 
-    monkeypatch.setattr(atomic, "_disk_full", lambda folder: True)
+    monkeypatch.setattr(files, "_disk_full", lambda folder: True)
     with pytest.raises(SaloraError, match="cannot write .*state.pt: No space left on device"):
         with atomic.atomic_path(tmp_path / "state.pt") as tmp:
             save(tmp)
-    monkeypatch.setattr(atomic, "_disk_full", lambda folder: False)
+    monkeypatch.setattr(files, "_disk_full", lambda folder: False)
     with pytest.raises(RuntimeError, match="enforce fail"):
         with atomic.atomic_path(tmp_path / "state.pt") as tmp:
             save(tmp)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.io import save_adapter
-from salora_cli.adapters.model import attach
+from salora.config import AdapterConfig
+from salora.io import save_adapter
+from salora.model import attach_adapters as attach  # the AdapterSet alone (no step handle)
 from salora_cli.reports.magnitudes import adapter_spectra, summarise
 from tiny_models import tiny
 

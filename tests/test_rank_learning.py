@@ -4,9 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.hooks import MethodHooks
-from salora_cli.adapters.model import attach
+import salora
+from salora.config import AdapterConfig
 
 D = 32
 
@@ -33,28 +32,27 @@ def _run(steps: int, budget_total: int, seed: int = 0):
         w_high = model.high.weight + _low_rank(6)
     bias = torch.cat([model.low.bias, model.high.bias]).detach()
     cfg = AdapterConfig(r_init=8, alpha=8, target_modules=["low", "high"], budget=budget_total / 2)
-    adapters = attach(model, cfg)
-    hooks = MethodHooks(adapters, steps)
-    opt = torch.optim.AdamW(adapters.parameter_groups(lr=1e-2), lr=1e-2)
+    handle = salora.attach(model, cfg, total_steps=steps)
+    adapters = handle.adapters
+    opt = torch.optim.AdamW(handle.parameter_groups(lr=1e-2), lr=1e-2)
     x_eval = torch.randn(256, D)
     target = lambda x: torch.cat([x @ w_low.T, x @ w_high.T], -1) + bias  # noqa: E731
     history = []
     for step in range(1, steps + 1):
         x = torch.randn(64, D)
         loss = ((model(x) - target(x)) ** 2).mean()
-        reg, _ = hooks.regularizer(step)
         opt.zero_grad(set_to_none=True)
-        (loss + reg).backward()
+        (loss + handle.regularizer()).backward()  # the model returns no .loss: the term by hand
         opt.step()
-        hooks.after_step(step, opt)
+        handle.step(opt)
         if step % 50 == 0:
             model.eval()
             with torch.no_grad():
                 history.append((step, float(((model(x_eval) - target(x_eval)) ** 2).mean()),
                                 adapters.total_rank()))
             model.train()
-    hooks.finish(opt)
-    return adapters, history, hooks
+    handle.finish(opt)
+    return adapters, history, handle
 
 
 def test_learns_each_matrix_rank_within_budget_and_keeps_it():

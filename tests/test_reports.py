@@ -389,5 +389,5 @@ def test_gpt2_fused_attention_note(tmp_path):
                     best={"bleu": 1.0}, ranks={"method": "lora", "r_init": 8, "budget_total": 64, "modules": modules})
     report = build_rank_report(run)
     assert report.roles == ["query", "attn_out", "ffn_in", "ffn_out"]
-    assert report.budget_line == "total 32 / budget 64 (50.0 %)"
+    assert report.budget_line == "total 32 (fixed rank r = 4 per matrix)"  # plain LoRA: no budget
     assert "fused c_attn" in report.markdown

@@ -59,7 +59,7 @@ def test_salora_sst2_end_to_end(tmp_path, capsys, shared_data):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from salora_cli.evaluation import reload_run
-    from salora_cli.models import resolve_model
+    from tasks.models import resolve_model
 
     _, _, method, tok = reload_run(run, "final")
     batch = tok(["a gorgeous, witty film", "dull and lifeless"], return_tensors="pt", padding=True)

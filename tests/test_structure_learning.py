@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 
 from cli_helpers import run_cli
-from salora_cli.adapters.budget import orthogonality_penalty
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.model import attach
+from salora.budget import orthogonality_penalty
+from salora.config import AdapterConfig
+from salora.model import attach_adapters as attach  # the AdapterSet alone (no step handle)
 
 
 @pytest.mark.parametrize("r_init,budget", [(12, 8), (4, 2)])

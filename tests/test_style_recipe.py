@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from salora_cli.errors import SaloraError
-from tasks.base import get
+from tasks import get
 from tasks.generation import RowBanProcessor, first_token_in_text, generate_texts
 from tasks.markers import MarkerSet, delete
 from tasks.prompts import IGNORE_INDEX, SLOT, build_prompt, build_training_features, prompt_ids

@@ -25,7 +25,8 @@ import yaml
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import cli, models
+from salora_cli import cli
+from tasks import models
 from salora_cli.errors import SaloraError
 
 QQP = FIXTURES / "glue" / "QQP"

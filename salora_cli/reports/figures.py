@@ -102,14 +102,16 @@ def rank_heatmap(report: "RankReport", out_png: str | os.PathLike) -> Path:
         spine.set_visible(False)
 
     bar = fig.colorbar(image, ax=[ax, right], pad=0.02, shrink=0.9, aspect=30)
-    bar.set_label("learned rank per matrix")
+    kind = "rank per matrix (fixed)" if report.fixed_rank else "learned rank per matrix"
+    bar.set_label(kind)
     bar.outline.set_visible(False)
 
     if report.names:  # multi-matrix cells (Llama's gate_proj + up_proj): say what the numbers mean
         fig.supxlabel("; ".join(f"{report.role_label(r)}: the number is the sum over the {' + '.join(e)} "
                                 f"matrices, the colour their mean" for r, e in report.names.items()),
                       fontsize=8, color="#444444")
-    fig.suptitle(f"{report.task} · {report.method} — learned rank per layer × module",
+    fig.suptitle(f"{report.task} · {report.method} — {report.fixed_rank_text if report.fixed_rank else 'learned rank'}"
+                 " per layer × module",
                  fontsize=12, fontweight="bold")
     ax.set_title(report.subtitle(), fontsize=9, color="#444444", pad=10)
     return _save(fig, out_png)

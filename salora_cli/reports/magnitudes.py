@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from salora_cli.adapters.gates import HardConcrete
-from salora_cli.adapters.io import CONFIG, WEIGHTS, load_tensors
+from salora.gates import HardConcrete
+from salora.io import CONFIG, WEIGHTS, load_tensors
 from salora_cli.errors import SaloraError
 
 

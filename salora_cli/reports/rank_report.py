@@ -1,6 +1,7 @@
 """Per-layer rank report of one adapter run: layer × role table, totals vs budget, figures.
 
-A cell is the learned rank of the matrices of that role in that layer. Llama's FFN input is two
+A cell is the learned rank of the matrices of that role in that layer (for plain LoRA, their fixed
+rank r: nothing is learned and there is no budget, and the report says so). Llama's FFN input is two
 matrices per layer (gate_proj, up_proj), both with role ffn_in: the cell shows their sum and the
 column header / footnote says how many matrices it holds. GPT-2's fused c_attn has role "query".
 """
@@ -19,9 +20,10 @@ from salora_cli import atomic
 from salora_cli.errors import SaloraError
 from salora_cli.reports.runs import RANKS_FILE, load_run, read_json
 
-# Display order; same names as salora_cli.adapters.config.ROLES (not imported: that pulls in torch).
+# Display order; same names as salora.config.ROLES (not imported: that pulls in torch).
 ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 NO_LAYER = -1  # modules outside the numbered blocks (explicit target_modules)
+FIXED_RANK_METHODS = ("lora",)  # no gates: every matrix keeps its rank r; no budget
 
 
 def _md(text: Any) -> str:
@@ -30,7 +32,7 @@ def _md(text: Any) -> str:
 
 @dataclass
 class RankReport:
-    """Learned ranks of one run, aggregated per (layer, role) cell."""
+    """Ranks of one run (learned, or LoRA's fixed rank), aggregated per (layer, role) cell."""
 
     run_dir: Path
     task: str
@@ -70,6 +72,18 @@ class RankReport:
 
     # ---------------------------------------------------------------- totals
     @property
+    def fixed_rank(self) -> bool:
+        """Plain LoRA: the ranks are fixed, not learned, and there is no budget."""
+        return self.method in FIXED_RANK_METHODS
+
+    @property
+    def fixed_rank_text(self) -> str:
+        """"fixed rank r = 8": the one rank every matrix has, else r_init."""
+        ranks = {m["rank"] for m in self.modules}
+        r = ranks.pop() if len(ranks) == 1 else self.r_init
+        return "fixed rank r" + (f" = {r}" if r is not None else "")
+
+    @property
     def n_matrices(self) -> int:
         return len(self.modules)
 
@@ -94,7 +108,9 @@ class RankReport:
 
     @property
     def budget_line(self) -> str:
-        """"total 287 / budget 288 (99.7 %)"."""
+        """"total 287 / budget 288 (99.7 %)"; for plain LoRA "total 96 (fixed rank r = 8 per matrix)"."""
+        if self.fixed_rank:
+            return f"total {self.total} ({self.fixed_rank_text} per matrix)"
         frac = self.budget_fraction()
         if frac is None:
             return f"total {self.total} (no budget recorded)"
@@ -114,6 +130,12 @@ class RankReport:
     @property
     def label(self) -> str:
         return self.task
+
+    @property
+    def title(self) -> str:
+        if self.fixed_rank:
+            return f"Ranks — {self.task} · {self.method} ({self.fixed_rank_text})"
+        return f"Learned ranks — {self.task} · {self.method}"
 
     def uniform_count(self, role: str) -> int | None:
         """The number of matrices per cell of `role` when it is the same in every layer."""
@@ -139,7 +161,7 @@ class RankReport:
 
     def subtitle(self) -> str:
         parts = [self.model, f"seed {self.seed}" if self.seed is not None else None, self.budget_line,
-                 f"r_init {self.r_init}" if self.r_init is not None else None]
+                 f"r_init {self.r_init}" if self.r_init is not None and not self.fixed_rank else None]
         return " · ".join(p for p in parts if p)
 
     def footnotes(self) -> list[str]:
@@ -156,6 +178,8 @@ class RankReport:
 
     def summary_lines(self) -> list[str]:
         lines = [self.budget_line]
+        if self.fixed_rank:
+            return lines + [f"{self.n_matrices} adapted matrices"]
         if self.initial_total:
             lines.append(f"initial {self.initial_total} ({self.n_matrices} matrices"
                          + (f" × r_init {self.r_init}" if self.r_init else "") + ")"
@@ -190,7 +214,7 @@ class RankReport:
     def table(self) -> Table:
         """The layer × role table for the terminal."""
         headers, rows, footer = self._body()
-        table = Table(title=f"Learned ranks — {self.task} · {self.method}", title_style="bold",
+        table = Table(title=self.title, title_style="bold",
                       header_style="bold", caption=" · ".join(self.summary_lines()),
                       caption_justify="left")
         for i, h in enumerate(headers):
@@ -217,19 +241,23 @@ class RankReport:
         table = [line(headers), "|---|" + "|".join("---:" for _ in headers[1:]) + "|"]
         table += [line(r) for r in rows]
         table.append(line([f"**{c}**" for c in footer]))
+        if self.fixed_rank:
+            cell = ("the rank of that layer's matrix of that role: plain LoRA keeps its fixed rank r "
+                    "throughout training (no gates, nothing removed)")
+        else:
+            cell = ("the rank learned for that layer's matrix of that role at the end of training "
+                    "(components removed by the gates no longer count)")
         parts = [
-            f"# Learned ranks — {self.task} · {self.method}",
+            f"# {self.title}",
             f"Model {self.model}" + (f", seed {self.seed}" if self.seed is not None else "")
-            + f". Each cell is the rank learned for that layer's matrix of that role at the end of "
-            "training (components removed by the gates no longer count); – marks a matrix that is "
-            "not adapted.",
+            + f". Each cell is {cell}; – marks a matrix that is not adapted.",
             "\n".join(table),
             "**" + self.summary_lines()[0] + "**" + "".join(f" — {s}" for s in self.summary_lines()[1:]),
         ]
         notes = self.footnotes()
         if notes:
             parts.append("\n".join(f"- {_md(n)}" for n in notes))
-        if self.trajectory:
+        if self.trajectory and not self.fixed_rank:
             first, last = self.trajectory[0], self.trajectory[-1]
             if "total_rank" in first and "total_rank" in last:
                 parts.append(f"Total rank {first['total_rank']} at step {first.get('step', 0)} → "
@@ -294,9 +322,12 @@ def build_rank_report(run_dir: str | os.PathLike) -> RankReport:
     r_init = int(r_init) if r_init is not None else None
     modules = [_module(m, i, path, r_init) for i, m in enumerate(data["modules"])]
     trajectory = [p for p in data.get("trajectory") or [] if isinstance(p, dict)]
+    # plain LoRA has no budget (ranks.json records r_init × matrices there); without one, the
+    # figures draw no budget line either
+    fixed = run.method in FIXED_RANK_METHODS
     return RankReport(run_dir=run_dir, task=run.task, method=run.method, model=run.model, seed=run.seed,
-                      r_init=r_init, budget_total=number("budget_total"), budget_avg=number("budget_avg"),
-                      modules=modules, trajectory=trajectory)
+                      r_init=r_init, budget_total=None if fixed else number("budget_total"),
+                      budget_avg=None if fixed else number("budget_avg"), modules=modules, trajectory=trajectory)
 
 
 def compare_rank_distributions(rank_reports: Sequence[RankReport], out_png: str | os.PathLike,

@@ -17,10 +17,10 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from salora_cli import atomic
-from salora_cli.adapters.config import AdapterConfig
-from salora_cli.adapters.model import AdapterSet, attach, extra_trainable_parameters
-from salora_cli.errors import SaloraError
+from salora.files import atomic_path, write_json
+from salora.config import AdapterConfig
+from salora.model import AdapterSet, attach_adapters, extra_trainable_parameters
+from salora.errors import SaloraError
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "salora_adapter.json"
@@ -34,7 +34,7 @@ def extra_state(model: nn.Module, adapters: AdapterSet) -> dict[str, torch.Tenso
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    with atomic.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
                   metadata=metadata)
 
@@ -54,7 +54,7 @@ def save_adapter(model: nn.Module, adapters: AdapterSet, folder: str | Path,
     tensors = dict(adapters.adapter_state_dict())
     tensors.update({EXTRA + k: v for k, v in extra_state(model, adapters).items()})
     save_tensors(folder / WEIGHTS, tensors)
-    atomic.write_json(folder / CONFIG, {
+    write_json(folder / CONFIG, {
         "format": "salora-adapter/1",
         "adapter": asdict(adapters.cfg),
         "structure_frozen": adapters.structure_frozen,
@@ -95,7 +95,7 @@ def load_adapter(model: nn.Module, folder: str | Path) -> AdapterSet:
     tensors = load_tensors(folder / WEIGHTS)
     extra_names = meta.get("extra", [])
     modules_to_save = sorted({n.rpartition(".")[0] for n in extra_names})
-    adapters = attach(model, AdapterConfig(**meta["adapter"]), modules_to_save=modules_to_save)
+    adapters = attach_adapters(model, AdapterConfig(**meta["adapter"]), modules_to_save=modules_to_save)
     saved = meta["modules"]
     if set(saved) != {m.name for m in adapters.modules}:
         raise SaloraError(f"adapter at {folder} does not fit this model "

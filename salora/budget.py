@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from salora_cli.adapters.config import AdapterConfig
+from salora.config import AdapterConfig
 
 
 @dataclass

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from salora_cli.adapters.config import ROLES, AdapterConfig
-from salora_cli.adapters.gates import HardConcrete
-from salora_cli.adapters.layer import AdaptedLinear, component_scales
-from salora_cli.errors import SaloraError
+from salora.config import ROLES, AdapterConfig
+from salora.gates import HardConcrete
+from salora.layer import AdaptedLinear, component_scales
+from salora.errors import SaloraError
 
 _BERT_LIKE = {
     "query": r"attention\.self\.query",
@@ -99,7 +99,7 @@ def _summarise(names: list[str], limit: int = 40) -> str:
     return shown + (f", … ({len(uniq) - limit} more)" if len(uniq) > limit else "")
 
 
-def _layer_index(name: str) -> int:
+def layer_index(name: str) -> int:
     m = re.search(r"\.(\d+)\.", f".{name}.")
     return int(m.group(1)) if m else -1
 
@@ -204,7 +204,8 @@ class AdapterSet:
         return rows
 
     # -------------------------------------------------------------- removal
-    def gate_parameters(self) -> list[nn.Parameter]:
+    def gate_parameters(self) -> list[torch.Tensor]:
+        """Every gated layer's log α (leaf tensors, not registered parameters: see salora.layer)."""
         return [layer.log_alpha for layer in self if layer.gated]
 
     def remove_closed(self, optimizer=None) -> int:
@@ -258,7 +259,7 @@ class AdapterSet:
                          extra: list[nn.Parameter] | None = None) -> list[dict]:
         """Groups for the main optimizer: A, B and λ, plus extra trainables (e.g. a new head).
 
-        The gates (log α) are not here: MethodHooks steps them with their own optimizer.
+        The gates (log α) are not here: salora.tuner.SaLoRA steps them with their own optimizer.
         """
         main = []
         for layer in self:
@@ -278,7 +279,7 @@ class AdapterSet:
         return out
 
 
-def attach(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[str] | None = None) -> AdapterSet:
+def attach_adapters(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[str] | None = None) -> AdapterSet:
     """Wrap the target linear layers of `model` in place and freeze everything else.
 
     `modules_to_save`: names (suffixes) of modules that stay fully trainable, e.g. a new classifier.
@@ -296,7 +297,7 @@ def attach(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[str] | No
                               init=cfg.init)
         layer.train(base.training)  # a new module starts in train mode; follow the model's mode
         setattr(parent, child, layer)
-        adapted.append(AdaptedModule(name, role, _layer_index(name), layer))
+        adapted.append(AdaptedModule(name, role, layer_index(name), layer))
     for name, module in model.named_modules():
         if modules_to_save and any(_matches(name, re.escape(s)) for s in modules_to_save):
             for p in module.parameters():

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from salora_cli.adapters.gates import HardConcrete
+from salora.gates import HardConcrete
 
 
 def _in_out(base: nn.Module) -> tuple[int, int, bool]:
@@ -51,10 +51,14 @@ class AdaptedLinear(nn.Module):
         self.lora_B = nn.Parameter(torch.empty(self.out_features, r, **kw))
         if gates is not None:
             self.lora_lambda = nn.Parameter(torch.zeros(r, **kw))
-            self.log_alpha = nn.Parameter(torch.full((r,), gate_init_log_alpha, **kw))
+            # The gates' log α is a leaf tensor but NOT a registered parameter: it never shows up in
+            # model.parameters(), so no optimizer a user builds (or Trainer's) steps it a second
+            # time, weight-decays it, or counts it in gradient clipping. The controller steps it
+            # with its own Adam (salora.controller); _apply below moves it with the module.
+            self.log_alpha: torch.Tensor | None = torch.full((r,), gate_init_log_alpha, **kw).requires_grad_()
         else:
             self.register_parameter("lora_lambda", None)
-            self.register_parameter("log_alpha", None)
+            self.log_alpha = None
         self.merged = False
         self.structure_frozen = False  # gates fixed at their deterministic value
         self._coef: torch.Tensor | None = None  # this forward's s·λ⊙z, set by component_scales
@@ -164,8 +168,7 @@ class AdaptedLinear(nn.Module):
         keep = keep.to(self.lora_A.device)
         for attr, (p, dim) in self.adapter_parameters().items():
             # an emptied matrix is skipped in forward, so it must not count as trainable (DDP)
-            new = nn.Parameter(p.detach().index_select(dim, keep).contiguous(),
-                               requires_grad=p.requires_grad and keep.numel() > 0)
+            new = _like(p, p.detach().index_select(dim, keep).contiguous(), p.requires_grad and keep.numel() > 0)
             setattr(self, attr, new)
             _swap_in_optimizer(optimizer, p, new, lambda v, d=dim, n=p.shape[dim], nd=p.dim():
                                v.index_select(d, keep).contiguous()
@@ -188,7 +191,18 @@ class AdaptedLinear(nn.Module):
             shape = list(p.shape)
             shape[dim] = r
             # an emptied matrix is skipped in forward: trainable, it would break DDP (no gradient)
-            setattr(self, attr, nn.Parameter(p.new_empty(shape), requires_grad=p.requires_grad and r > 0))
+            setattr(self, attr, _like(p, p.new_empty(shape), p.requires_grad and r > 0))
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to() / .cuda() / .half() reach registered tensors only; the gates follow by hand, in
+        # place (.data), so the controller's optimizer keeps pointing at the same tensor
+        super()._apply(fn, recurse)
+        if self.log_alpha is not None:
+            with torch.no_grad():
+                moved = fn(self.log_alpha)
+            if moved is not self.log_alpha:
+                self.log_alpha.data = moved
+        return self
 
     def extra_repr(self) -> str:
         kind = "salora" if self.gated else "lora"
@@ -220,6 +234,13 @@ def component_scales(layers: list[AdaptedLinear]) -> list[torch.Tensor | None]:
         for i, c in zip(idx, coef.split([l.rank for l in chosen])):
             out[i] = c
     return out
+
+
+def _like(old: torch.Tensor, value: torch.Tensor, requires_grad: bool) -> torch.Tensor:
+    """`value` as the same kind of tensor as `old`: a Parameter, or (the gates) a plain leaf."""
+    if isinstance(old, nn.Parameter):
+        return nn.Parameter(value, requires_grad=requires_grad)
+    return value.requires_grad_(requires_grad)
 
 
 def _orthonormal(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
