@@ -254,8 +254,18 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     # component sizes need the adapters, which only the run folders (not results/runs/) hold
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
     grid_s = sum(_wall_times(runs_root).values()) or None
-    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p])
+    missing = _unfinished(every, choices, {r.path.name for r in planned})
+    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p], missing)
     console.print(f"results written to {results}")
+
+
+def _unfinished(every: list[PlannedRun], choices: list, finished: set[str]) -> list[str]:
+    """Planned runs not finished yet (at a chosen lr, where an lr is chosen), for the README."""
+    reported = protocol.reported(every, choices)
+    pending = [p.folder_name for p in every if p.folder_name not in finished
+               and (not p.tuned or p.seed == p.selection_seed or p.folder_name in reported)]
+    undecided = sum(1 for c in choices if c.chosen is None)
+    return pending + ([f"the later seeds of {undecided} group(s) whose lr is not chosen yet"] if undecided else [])
 
 
 def _planned_runs(runs: list, names: set[str], console: Console) -> list:
@@ -297,7 +307,7 @@ def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
 
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  grid_s: float | None, written: list[Path]) -> None:
+                  grid_s: float | None, written: list[Path], missing: list[str] = ()) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
@@ -311,6 +321,7 @@ Profile **{profile['name']}**: {profile.get('description', '')}
 matched across methods.)
 
 Command: `{command}`
+{f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
 {f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`)." if grid_s else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}
 
