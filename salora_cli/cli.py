@@ -202,8 +202,9 @@ def eval_cmd(
     """Reload a run (config + saved weights) and recompute its metrics."""
     _quiet_libraries()
     from salora_cli.evaluation import evaluate_run
+    from salora_cli.style_scoring import attach_scorers
 
-    _, written = evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir)
+    _, written = evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir, scorers=attach_scorers)
     _wrote([written])
 
 

@@ -52,10 +52,12 @@ def _check_data_dir(cfg, run_dir: Path) -> None:
 
 
 def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Console,
-                 data_dir: Path | None = None) -> tuple[dict, Path]:
+                 data_dir: Path | None = None, scorers=None) -> tuple[dict, Path]:
     """Recompute a run's metrics; returns them and the file they were written to
     (<run>/eval_<split>_<checkpoint>.json). Config, checkpoint and data are all checked (the data
-    read) before the model is loaded, so a missing piece fails in seconds."""
+    read) before the model is loaded, so a missing piece fails in seconds. `scorers` (as for
+    train.Trainer: salora_cli.style_scoring.attach_scorers) gives a style task its evaluation classifier
+    and fluency LM on its final split (test), so the metrics are the ones the run recorded there."""
     cfg = rd.load_config(run_dir)
     if data_dir is not None:
         cfg.data_dir = str(Path(data_dir).expanduser().absolute())
@@ -64,13 +66,15 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     task = _task(cfg)
     split = split or task.eval_split
     examples = eval_examples(cfg, task, split)
+    if split == task.final_eval_split and cfg.style_scoring and task.uses_scorer_models and scorers is not None:
+        scorers(task, cfg, console)
     method, tokenizer = _load(cfg, task, folder)
     model = method.model
     model.eval()
     with torch.no_grad():
         metrics = task.evaluate(model, tokenizer, examples, batch_size=cfg.train.eval_batch_size,
                                 max_length=cfg.train.max_length, device=_device())
-    recorded = _recorded(run_dir, checkpoint)
+    recorded = _recorded(run_dir, checkpoint, split)
     table = Table(title=f"{cfg.task} · {cfg.method} · {checkpoint} checkpoint · {split}")
     table.add_column("metric")
     table.add_column("now", justify="right")
@@ -107,14 +111,20 @@ def _only(task, split: str) -> dict:
     return {}
 
 
-def _recorded(run_dir: Path, checkpoint: str) -> dict:
+def _recorded(run_dir: Path, checkpoint: str, split: str) -> dict:
+    """What metrics.json holds for this split and checkpoint (empty if nothing comparable)."""
     import json
 
     try:
         data = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
+    test = data.get("test") or {}
+    if split == test.get("split"):  # scored once after training, with the checkpoint it names
+        return test.get("metrics", {}) if test.get("checkpoint", "final") == checkpoint else {}
     entry = data.get("best" if checkpoint == "best" else "final") or {}
+    if entry.get("metrics") and split != (data.get("evals") or [{}])[-1].get("split", split):
+        return {}
     return entry.get("metrics", {})
 
 

@@ -32,7 +32,7 @@ from salora_cli import atomic, faults, run_dir as rd
 from salora_cli.batching import LengthGroupedSampler
 from salora_cli.config import RunConfig
 from salora_cli.errors import SaloraError
-from salora_cli.methods import REGISTRY, build_method, resume_method
+from salora_cli.methods import REGISTRY, build_method, load_method, resume_method
 from salora_cli.methods.base import Method
 from salora_cli.tracking import TRACKING_DIR, Tracking, check_installed
 from tasks.base import Task, subset
@@ -230,7 +230,7 @@ class Trainer:
 
     def _final_test(self) -> dict | None:
         """Tasks with a held-out test split with references (style transfer) are scored on it once,
-        with the final model, and their generations are saved."""
+        with the best dev checkpoint's weights, and their generations are saved."""
         split = self.task.final_eval_split
         if not split or split not in self.splits:
             return None
@@ -241,20 +241,34 @@ class Trainer:
                 raise RuntimeError(f"{self.cfg.task} needs its scorer models: Trainer(..., scorers=...)")
             scorers = self.scorers(self.task, self.cfg, self.console)
         setup_s = time.perf_counter() - started
-        metrics, generate_s, score_s = self._test_metrics(self.splits[split])
+        model, checkpoint = self._test_model()
+        metrics, generate_s, score_s = self._test_metrics(model, self.splits[split])
         if self.accelerator.is_main_process:
             lines = "".join(json.dumps(o) + "\n" for o in self.task.outputs_to_save())
             atomic.write_text(self.out / "generations.jsonl", lines)
             self.console.print("  test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         # Costs apart (train_time_s is the loop's): generating the rewrites, scoring them (classifier,
         # fluency LM), and loading the scorers (which includes training the classifier once, if not cached).
-        return {"step": self.state.step, "split": split, "metrics": metrics,
+        return {"step": self.state.step, "split": split, **checkpoint, "metrics": metrics,
                 "examples": len(self.splits[split]), "generate_time_s": round(generate_s, 1),
                 "score_time_s": round(score_s, 1), "scorer_setup_s": round(setup_s, 1), **scorers}
 
-    def _test_metrics(self, examples: list) -> tuple[dict[str, float], float, float]:
+    def _test_model(self) -> tuple[torch.nn.Module, dict]:
+        """The model the test split is scored with, and which checkpoint it is: the best dev checkpoint
+        (as the tables report dev; the test never chooses anything), rebuilt from best/ unless the final
+        weights are that checkpoint anyway. Without a best checkpoint (no evaluation at the final
+        budget) the final weights are used."""
+        final = self.accelerator.unwrap_model(self.model)
+        best = self.state.best
+        if best is None or best["step"] == self.state.step:
+            return final, {"checkpoint": "final" if best is None else "best", "checkpoint_step": self.state.step}
+        self.accelerator.wait_for_everyone()  # best/ is written by the main process
+        base, _ = self.task.build_model(self.cfg.model)
+        model = load_method(base, self.cfg, self.out / "best").model.to(self.accelerator.device)
+        return model, {"checkpoint": "best", "checkpoint_step": best["step"]}
+
+    def _test_metrics(self, model: torch.nn.Module, examples: list) -> tuple[dict[str, float], float, float]:
         """(metrics, generation seconds, scoring seconds): predict, then score, timed apart."""
-        model = self.accelerator.unwrap_model(self.model)
         model.eval()
         with torch.no_grad():
             started = time.perf_counter()

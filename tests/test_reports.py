@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from salora_cli.errors import SaloraError
+from salora_cli.reports.style_samples import evenly_spaced
 from salora_cli.reports import (build_metrics_report, build_rank_report, compare_rank_distributions,
                                 find_runs, load_run)
 
@@ -254,15 +255,28 @@ def test_csv_parses_back(tmp_path):
 
 
 def test_style_table_with_sample_rewrites(tmp_path):
-    gens = [{"source": f"the food was bad {i}", "target_style": "positive",
-             "generation": f"the food was great {i}", "references": [f"food was good {i}", "x"]} for i in range(5)]
+    # 25 sources per direction: the rule shows positions 0, 2, 5, 7, 10, 12, 15, 17, 20, 22 of each.
+    def gens(prefix=""):
+        out = []
+        for i in range(25):
+            out.append({"source": f"the food was bad {i}", "content": f"the food was ___ {i}",
+                        "source_style": "negative", "target_style": "positive",
+                        "generation": f"{prefix}the food was great {i}", "references": [f"food was good {i}", "x"]})
+            out.append({"source": f"the food was good {i}", "content": f"the food was ___ {i}",
+                        "source_style": "positive", "target_style": "negative",
+                        "generation": f"{prefix}the food was awful {i}", "references": [f"food was bad {i}"]})
+        return out
     style = {"bleu": 20.0, "self_bleu": 40.0, "accuracy": 80.0, "perplexity": 55.5, "g_score": 40.0}
     write_run(tmp_path / "yelp0", task="style/yelp", method="salora", seed=0, main="bleu", best=style,
-              generations=gens)
+              generations=gens())
     write_run(tmp_path / "yelp1", task="style/yelp", method="salora", seed=1, main="bleu",
-              best={**style, "bleu": 24.0, "perplexity": 60.5},
-              generations=[{**g, "generation": "SEED ONE " + g["generation"]} for g in gens])
-    write_run(tmp_path / "yelp_lora", task="style/yelp", method="lora", seed=0, main="bleu", best=style)
+              best={**style, "bleu": 24.0, "perplexity": 60.5}, generations=gens("SEED ONE "))
+    lora = gens()
+    for g in lora[:10]:  # the first five sources of each direction rewritten differently
+        g["generation"] = "LORA " + g["generation"]
+    write_run(tmp_path / "yelp_lora", task="style/yelp", method="lora", seed=0, main="bleu", best=style,
+              generations=list(reversed(lora)))  # aligned by source, not by line
+    write_run(tmp_path / "yelp_bitfit", task="style/yelp", method="bitfit", seed=0, main="bleu", best=style)
     write_run(tmp_path / "sst2", task="glue/sst2", method="salora", seed=0, best={"accuracy": 91.0})
 
     report = build_metrics_report(find_runs(tmp_path))
@@ -272,13 +286,29 @@ def test_style_table_with_sample_rewrites(tmp_path):
     assert "glue/sst2" not in style_part[:style_part.index("## Sample rewrites")]
     assert "BLEU (best)" in style_part and "PPL" in style_part and "G-score" in style_part
     assert "22.00 ± 2.83" in style_part and "58.00 ± 3.54" in style_part  # BLEU, perplexity
-    samples = md[md.index("## Sample rewrites"):]
-    for i in range(3):
-        assert f"the food was great {i}" in samples and f"food was good {i}" in samples
-    assert "the food was great 3" not in samples  # only the first three lines
+    samples = md[md.index("## Sample rewrites"):md.index("## Runs")]
+    neg = samples[samples.index("negative → positive (10 of 25 sources)"):samples.index("positive → negative")]
+    pos = samples[samples.index("positive → negative (10 of 25 sources)"):]
+    shown = [0, 2, 5, 7, 10, 12, 15, 17, 20, 22]
+    for i in range(25):
+        assert (f"| {i} | the food was bad {i} |" in neg) == (i in shown)
+        assert (f"| {i} | the food was good {i} |" in pos) == (i in shown)
+    # one row holds the source, the content given, the first reference and each method's rewrite
+    assert "| 2 | the food was bad 2 | the food was ___ 2 | food was good 2 | the food was great 2 | " \
+           "LORA the food was great 2 | — |" in neg
+    assert "| 7 | the food was good 7 | the food was ___ 7 | food was bad 7 | the food was awful 7 | " \
+           "the food was awful 7 | — |" in pos
+    assert "| # | Source | Content | Reference | salora | lora | bitfit |" in samples
     assert "SEED ONE" not in samples  # only the first seed's generations
-    assert "no generations.jsonl" in samples  # the lora run has none
+    assert "no generations.jsonl" in samples  # the bitfit run has none
+    assert "identical rewrite for 40 of the 50 test sources" in samples
     assert report.tables and len(report.tables) == 3  # GLUE, GLUE summary, style
+
+
+def test_evenly_spaced_positions():
+    assert evenly_spaced(500, 10) == [0, 50, 100, 150, 200, 250, 300, 350, 400, 450]
+    assert evenly_spaced(3, 10) == [0, 1, 2]
+    assert evenly_spaced(0, 10) == []
 
 
 def test_style_test_split_columns(tmp_path):

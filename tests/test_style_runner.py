@@ -67,6 +67,12 @@ def test_yelp_salora_with_scorers(tmp_path, capsys, monkeypatch, tiny_llama):
     assert code == 0, err
     table = (tmp_path / "rep" / "metrics.md").read_text()
     assert "style/yelp" in table and rows[0]["generation"] in table  # sample rewrites shown
+    # `salora eval` of the test split attaches the same scorers: the recorded test metrics, recomputed
+    code, _, err = run_cli(["eval", out, "--split", "test"], capsys)
+    assert code == 0, err
+    again = json.loads((out / "eval_test_best.json").read_text())["metrics"]
+    for name in ("bleu", "self_bleu", "accuracy", "perplexity", "g_score"):
+        assert again[name] == pytest.approx(test["metrics"][name]), name
 
 
 @pytest.mark.parametrize("domain,direction,target", [
@@ -98,6 +104,28 @@ def test_gyafc_train_then_eval(tmp_path, capsys, tiny_llama, domain, direction, 
     assert code == 0, err
     again = json.loads((out / "eval_test_final.json").read_text())["metrics"]
     assert again["bleu"] == pytest.approx(bleu)
+
+
+def test_test_split_scored_with_the_best_dev_checkpoint(tmp_path, capsys, tiny_llama):
+    """Dev picks the checkpoint, the test split scores it: with an evaluation after every step, the
+    test entry names the best dev step, and `salora eval` of the best checkpoint gives the same BLEU."""
+    out = tmp_path / "gyafc"
+    code, stdout, err = run_cli(["train", "style", "--task", "gyafc", "--model", tiny_llama,
+                                 "--data-dir", FIXTURES / "gyafc", "--out", out, "--method", "lora",
+                                 "--rank", "2", "--set", "style_scoring=false", *QUICK, "--eval-every", "1",
+                                 "--lr", "0.05"], capsys)
+    assert code == 0, err + stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["evals"]) == 3
+    test = metrics["test"]
+    assert test["checkpoint"] == "best" and test["checkpoint_step"] == metrics["best"]["step"]
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert test["metrics"]["bleu"] == pytest.approx(
+        corpus_bleu([r["generation"] for r in rows], [r["references"] for r in rows]))
+    code, _, err = run_cli(["eval", out, "--split", "test"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "eval_test_best.json").read_text())["metrics"]["bleu"] == \
+        pytest.approx(test["metrics"]["bleu"])
 
 
 def _broken_gyafc(tmp_path, damage: str):

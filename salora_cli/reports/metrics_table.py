@@ -27,6 +27,7 @@ from rich.text import Text
 from salora_cli import atomic
 from salora_cli.errors import SaloraError
 from salora_cli.reports.runs import RunRecord, RunScan, read_generations
+from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations, StyleSamples, build_style_samples
 
 # Same tasks and order as tasks.metrics.GLUE_MAIN_METRIC (not imported: it pulls in scikit-learn).
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
@@ -40,7 +41,6 @@ METRIC_LABELS = {
     "f1": "F1", "pearson": "Pearson", "spearman": "Spearman", "bleu": "BLEU",
     "self_bleu": "self-BLEU", "perplexity": "PPL", "g_score": "G-score",
 }
-N_SAMPLES = 3  # sample rewrites shown per style row
 GLUE_AVERAGE_TASK = "glue/average"
 DAGGER = "†"
 DEGENERATE_FOOTNOTE = (f"{DAGGER} at least one seed's checkpoint predicted the same class for every example "
@@ -245,7 +245,7 @@ class MetricsReport:
 
     rows: list[MetricsRow]
     glue_averages: list[GlueAverage]
-    samples: dict[tuple[str, str, str], list[dict]]
+    samples: list[StyleSamples]  # one per style task (and model), methods side by side
     notes: list[str] = field(default_factory=list)
     # shown after a method's name in the tables, e.g. " (no budget)" for full fine-tuning beside a budget
     method_labels: dict[str, str] = field(default_factory=dict)
@@ -432,27 +432,34 @@ class MetricsReport:
         return self.to_markdown()
 
     def _samples_markdown(self, relative_to, level: int = 2) -> str:
-        out = [f"{'#' * level} Sample rewrites",
-               f"The first {N_SAMPLES} lines of `generations.jsonl` of the first seed of each style row."]
-        for row in self.rows:
-            samples = self.samples.get((row.task, row.method, row.model))
-            if samples is None:
-                continue
-            run = row.runs[0]
-            where = _link(run.generations_path, relative_to)
-            title = f"{'#' * (level + 1)} {row.task} · {row.method}" + (f" · {row.model}" if self._multi_model else "")
-            out.append(f"{title}\n\nseed {run.seed}, {where}")
-            if not samples:
-                out.append("_no generations.jsonl in this run folder_")
-                continue
-            section = _Section(title="", headers=["Source", "Target style", "Generation", "Reference"],
-                               right=[False] * 4)
-            for s in samples:
-                refs = s.get("references") or []
-                ref = refs[0] if isinstance(refs, list) and refs else (refs if isinstance(refs, str) else "")
-                section.rows.append([_clip(s.get("source", "")), _clip(s.get("target_style", "")),
-                                     _clip(s.get("generation", "")), _clip(ref)])
-            out.append(section.markdown())
+        h = "#" * level
+        out = [f"{h} Sample rewrites",
+               f"Picked by a fixed rule that never looks at an output: for each task and direction, the "
+               f"sources at {N_PER_DIRECTION} evenly spaced positions (0, n/{N_PER_DIRECTION}, "
+               f"2n/{N_PER_DIRECTION}, …) of that direction's n test sources in file order, with every "
+               f"method's rewrite of the same source side by side (the first seed of each). *Content* is what "
+               f"the model was given: the source with its style markers deleted."]
+        for table in self.samples:
+            title = f"{h}# {table.task}" + (f" · {table.model}" if self._multi_model else "")
+            where = "; ".join(f"{m.method}: seed {m.seed}, {_link(m.path, relative_to)}"
+                              + ("" if m.records else " (_no generations.jsonl in this run folder_)")
+                              for m in table.methods)
+            block = [title, where]
+            if table.compared:
+                writers = [m.method for m in table.methods if m.records]
+                block.append(f"{' and '.join(writers)} wrote the identical rewrite for "
+                             f"{table.identical:,} of the {table.compared:,} test sources they share.")
+            for (src, tgt), rows in table.directions.items():
+                n = table.direction_sizes[(src, tgt)]
+                section = _Section(title="", headers=["#", "Source", "Content", "Reference",
+                                                      *[m.method for m in table.methods]],
+                                   right=[True] + [False] * (3 + len(table.methods)))
+                for r in rows:
+                    section.rows.append([str(r.position), _clip(r.source), _clip(r.content), _clip(r.reference),
+                                         *["—" if g is None else _clip(g) for g in r.generations]])
+                block.append(f"{h}## {table.task}: {src} → {tgt} ({len(rows)} of {n:,} sources)\n\n"
+                             + section.markdown())
+            out.append("\n\n".join(block))
         return "\n\n".join(out)
 
     def _provenance_markdown(self, relative_to, level: int = 2) -> str:
@@ -572,8 +579,13 @@ def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
             final=statistics.fmean(f.mean for f in finals) if all(finals) else None,
         ))
 
-    samples = {}
+    samples = []
+    style_groups: dict[tuple[str, str], list[MetricsRow]] = {}
     for row in rows:
         if row.family == "style":
-            samples[(row.task, row.method, row.model)] = read_generations(row.runs[0].generations_path, N_SAMPLES)
+            style_groups.setdefault((row.task, row.model), []).append(row)
+    for (task, model), group in style_groups.items():
+        methods = [MethodGenerations(method=r.method, seed=r.runs[0].seed, path=r.runs[0].generations_path,
+                                     records=read_generations(r.runs[0].generations_path)) for r in group]
+        samples.append(build_style_samples(task, model, methods))
     return MetricsReport(rows=rows, glue_averages=averages, samples=samples, notes=notes)
