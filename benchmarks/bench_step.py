@@ -43,10 +43,13 @@ def build(variant: str, seed: int = 0):
             modules_to_save=["classifier"]))
     else:
         method = "lora" if variant == "our LoRA" else "salora"
-        # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step
+        # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step.
+        # No removal while timing (prune_every beyond the run): the ranked push closes gates within a
+        # few steps, and a variant that lost components (whole early layers, on this random batch)
+        # mid-measurement would time a smaller model (and a shorter backward) than its name says.
         adapters = attach_adapters(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
-                                               ramp_end=0.0),
-                          modules_to_save=["classifier"])
+                                                        ramp_end=0.0, prune_every=10**9),
+                                   modules_to_save=["classifier"])
         if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
             g = torch.Generator().manual_seed(seed)
             with torch.no_grad():
@@ -58,7 +61,7 @@ def build(variant: str, seed: int = 0):
     model.train()
     hooks = None
     if adapters is not None:
-        # a long schedule: the structure never freezes and nothing is pruned while timing
+        # a long schedule: the structure never freezes while timing
         hooks = SaLoRA(adapters, total_steps=10**9)
         params = hooks.parameter_groups(1e-4)
     else:
@@ -141,6 +144,12 @@ def main() -> None:
             train_step(*built[v], data)
             times[v].append(time.perf_counter() - t0)
     step = {v: statistics.median(t) for v, t in times.items()}
+    for v, (_, _, hooks) in built.items():  # what was timed is what the name says
+        if hooks is not None:
+            expected = R_INIT if v in ("our LoRA", "SaLoRA unpruned") else 4
+            ranks = {layer.rank for layer in hooks.adapters}
+            if ranks != {expected}:
+                raise SystemExit(f"{v}: ranks changed while timing ({sorted(ranks)}, expected {expected})")
 
     # inference: merged SaLoRA vs the plain base model
     base, _, _ = build("base (frozen, head only)")
