@@ -286,10 +286,36 @@ def _family_report(runs: list, budget_of: dict[str, int | None], profile: dict, 
     budgets = protocol.parse_budgets(profile.get("budgets"), "profile")
     spans = {budget_of[r.path.name] for r in runs} - {None}
     if budgets and (family == "glue" or len(spans) > 1):
-        tables = build_budget_tables(runs, budget_of, {b.budget: b.r_init for b in budgets}, lr_selected)
+        tables = build_budget_tables(runs, budget_of, {b.budget: b.r_init for b in budgets}, lr_selected,
+                                     majority=_majority_accuracy(runs))
         if tables:
             return tables
     return build_metrics_report(runs)
+
+
+def _majority_accuracy(runs: list) -> dict[str, float]:
+    """task -> accuracy (%) of always predicting the most common class on the split its runs were
+    scored on, read from the data in the first run's config (the same seeded subset). Tasks that are
+    not scored by accuracy, or whose data cannot be read here, are left out."""
+    from collections import Counter
+
+    import tasks
+    from salora_cli.evaluation import eval_examples
+
+    out: dict[str, float] = {}
+    for run in runs:
+        if run.task in out or run.main_metric != "accuracy":
+            continue
+        try:
+            cfg = rd.load_config(run.path)
+            if not cfg.data_dir:  # the hub: not fetched just for a report
+                continue
+            labels = [ex["label"] for ex in eval_examples(cfg, tasks.get(cfg.task).configure(**cfg.task_options))]
+        except (SaloraError, OSError):
+            continue
+        if labels:
+            out[run.task] = 100.0 * Counter(labels).most_common(1)[0][1] / len(labels)
+    return out
 
 
 PROVENANCE = ("config.yaml", "command.txt", "env.json", "metrics.json", "ranks.json", "generations.jsonl")

@@ -421,3 +421,29 @@ def test_gpt2_fused_attention_note(tmp_path):
     assert report.roles == ["query", "attn_out", "ffn_in", "ffn_out"]
     assert report.budget_line == "total 32 (fixed rank r = 4 per matrix)"  # plain LoRA: no budget
     assert "fused c_attn" in report.markdown
+
+
+def test_claim_table_cell_by_cell_with_the_majority_class(tmp_path):
+    """SaLoRA against LoRA per task: mean, paired difference, seeds ahead, the verdict as it is, and
+    a cell neither method learned (within 5 points of the majority class) marked as little evidence."""
+    from salora_cli.reports.budget_tables import build_budget_tables
+    from salora_cli.reports.runs import find_runs
+
+    scores = {("glue/sst2", "salora"): [82, 83, 84], ("glue/sst2", "lora"): [81, 84, 82],
+              ("glue/rte", "salora"): [52, 53, 54], ("glue/rte", "lora"): [55, 54, 56]}
+    budget_of = {}
+    for (task, method), values in scores.items():
+        for seed, v in enumerate(values):
+            name = f"{task.split('/')[1]}_{method}_{seed}"
+            write_run(tmp_path / name, task=task, method=method, seed=seed, best={"accuracy": float(v)})
+            budget_of[name] = 8
+    tables = build_budget_tables(find_runs(tmp_path).runs, budget_of, {8: 12}, lr_selected=False,
+                                 majority={"glue/sst2": 50.92, "glue/rte": 52.71})
+    claim = tables.claim_markdown()
+    assert "| Budget | Task | SaLoRA | LoRA | majority class | paired Δ | seeds ahead | claim |" in claim
+    assert "| 8 | glue/sst2 | 83.00 | 82.33 | 50.92 | +0.67 | 2/3 | holds |" in claim
+    assert ("| 8 | glue/rte | 53.00 | 55.00 | 52.71 | -2.00 | 0/3 | **falls short** by 2.00 (neither method 5 "
+            "points above the majority class: not learned, little evidence either way) |") in claim
+    # without the data at hand there is no majority column, and nothing is marked unlearned
+    plain = build_budget_tables(find_runs(tmp_path).runs, budget_of, {8: 12}, lr_selected=False).claim_markdown()
+    assert "majority" not in plain and "| 8 | glue/rte | 53.00 | 55.00 | -2.00 | 0/3 | **falls short** by 2.00 |" in plain

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -18,6 +18,10 @@ from rich.console import Console
 from salora_cli import atomic
 from salora_cli.reports.metrics_table import MetricsReport, build_metrics_report, paired_difference
 from salora_cli.reports.runs import RunRecord
+
+# A cell where neither SaLoRA nor LoRA is this many accuracy points above always predicting the
+# majority class was not learned by either, so their difference there is mostly noise.
+LEARNED_MARGIN = 5.0
 
 NO_BUDGET = " (no budget)"
 
@@ -35,6 +39,9 @@ class BudgetTables:
 
     tables: list[BudgetTable]
     lr_selected: bool  # whether an lr grid chose the adapter methods' lr (then selection.md exists)
+    # task -> accuracy (%) of always predicting the most common class on the split reported; shown
+    # beside the claim so a cell no method learned is read as such (absent where the data is unknown)
+    majority: dict[str, float] = field(default_factory=dict)
 
     def print(self, console: Console) -> None:
         for table in self.tables:
@@ -68,9 +75,11 @@ class BudgetTables:
 
     def claim_markdown(self) -> str:
         """Cell by cell: does SaLoRA's mean over seeds reach LoRA's at the same final rank? Said
-        plainly, with the paired difference and the seeds ahead, and where either method's best
-        checkpoint was a majority-class classifier (then the cell is no evidence either way)."""
+        plainly, with the paired difference and the seeds ahead; marked where either method's best
+        checkpoint was a majority-class classifier, or where neither method's mean is
+        `LEARNED_MARGIN` points above the majority-class accuracy (then the cell is little evidence)."""
         lines = []
+        shown = bool(self.majority)
         for t in self.tables:
             rows = {(r.task, r.model, r.method): r for r in t.report.rows}
             for (task, model, method), sal in rows.items():
@@ -81,17 +90,25 @@ class BudgetTables:
                 gap = sal.best_main.mean - lora.best_main.mean
                 verdict = "holds" if gap >= 0 else f"**falls short** by {-gap:.2f}"
                 weak = sal.degenerate_seeds or lora.degenerate_seeds
+                majority = self.majority.get(task) if sal.main_metric == "accuracy" else None
+                unlearned = majority is not None and max(sal.best_main.mean, lora.best_main.mean) < \
+                    majority + LEARNED_MARGIN
+                note = (" (a degenerate checkpoint among the seeds: no evidence either way)" if weak else
+                        f" (neither method {LEARNED_MARGIN:g} points above the majority class: not learned, "
+                        "little evidence either way)" if unlearned else "")
                 lines.append(f"| {t.budget} | {task} | {sal.best_main.mean:.2f} | {lora.best_main.mean:.2f} | "
-                             + (f"{d.mean:+.2f} | {d.wins}/{d.n}" if d else "— | —") + f" | {verdict}"
-                             + (" (a degenerate checkpoint among the seeds: no evidence either way)" if weak else "")
-                             + " |")
+                             + (f"{'—' if majority is None else f'{majority:.2f}'} | " if shown else "")
+                             + (f"{d.mean:+.2f} | {d.wins}/{d.n}" if d else "— | —") + f" | {verdict}{note} |")
         if not lines:
             return ""
         return ("## SaLoRA against LoRA at the same final rank\n\n"
                 "The claim checked: SaLoRA's mean over seeds is at least LoRA's, per task and budget. "
-                "Generated from the tables above; a cell that falls short is reported as it is.\n\n"
-                "| Budget | Task | SaLoRA | LoRA | paired Δ | seeds ahead | claim |\n"
-                "|---:|---|---:|---:|---:|---:|---|\n" + "\n".join(lines))
+                "Generated from the tables above; a cell that falls short is reported as it is."
+                + (" *Majority class*: the accuracy of always predicting the dev split's most common class."
+                   if shown else "") + "\n\n"
+                "| Budget | Task | SaLoRA | LoRA | " + ("majority class | " if shown else "")
+                + "paired Δ | seeds ahead | claim |\n"
+                "|---:|---|---:|---:|" + ("---:|" if shown else "") + "---:|---:|---|\n" + "\n".join(lines))
 
     @property
     def csv(self) -> str:
@@ -125,9 +142,10 @@ def _lrs(runs: list[RunRecord]) -> str:
 
 
 def build_budget_tables(runs: list[RunRecord], budget_of: dict[str, int | None], r_init: dict[int, int],
-                        lr_selected: bool) -> BudgetTables | None:
+                        lr_selected: bool, majority: dict[str, float] | None = None) -> BudgetTables | None:
     """`budget_of`: run folder name -> its budget (None: budget-free); `r_init`: budget -> where
-    SaLoRA/AdaLoRA start, in the profile's order. None when no run has a budget."""
+    SaLoRA/AdaLoRA start, in the profile's order; `majority`: task -> majority-class accuracy of the
+    split reported, if known. None when no run has a budget."""
     tables = []
     for budget, start in r_init.items():
         chosen = [r for r in runs if budget_of.get(r.path.name, -1) in (budget, None)]
@@ -136,4 +154,4 @@ def build_budget_tables(runs: list[RunRecord], budget_of: dict[str, int | None],
         report = build_metrics_report(chosen)
         report.method_labels = {r.method: NO_BUDGET for r in chosen if budget_of.get(r.path.name) is None}
         tables.append(BudgetTable(budget, start, report))
-    return BudgetTables(tables, lr_selected) if tables else None
+    return BudgetTables(tables, lr_selected, majority or {}) if tables else None
