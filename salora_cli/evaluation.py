@@ -74,7 +74,7 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     with torch.no_grad():
         metrics = task.evaluate(model, tokenizer, examples, batch_size=cfg.train.eval_batch_size,
                                 max_length=cfg.train.max_length, device=_device())
-    recorded = _recorded(run_dir, checkpoint, split)
+    recorded = _recorded(run_dir, checkpoint, split, task.eval_split)
     table = Table(title=f"{cfg.task} · {cfg.method} · {checkpoint} checkpoint · {split}")
     table.add_column("metric")
     table.add_column("now", justify="right")
@@ -111,8 +111,9 @@ def _only(task, split: str) -> dict:
     return {}
 
 
-def _recorded(run_dir: Path, checkpoint: str, split: str) -> dict:
-    """What metrics.json holds for this split and checkpoint (empty if nothing comparable)."""
+def _recorded(run_dir: Path, checkpoint: str, split: str, eval_split: str) -> dict:
+    """What metrics.json holds for this split and checkpoint (empty if nothing comparable): the
+    test entry for the split scored once after training, best/final for the split evaluated during it."""
     import json
 
     try:
@@ -120,12 +121,11 @@ def _recorded(run_dir: Path, checkpoint: str, split: str) -> dict:
     except (OSError, ValueError):
         return {}
     test = data.get("test") or {}
-    if split == test.get("split"):  # scored once after training, with the checkpoint it names
+    if split == test.get("split"):  # with the checkpoint it names (older runs: the final weights)
         return test.get("metrics", {}) if test.get("checkpoint", "final") == checkpoint else {}
-    entry = data.get("best" if checkpoint == "best" else "final") or {}
-    if entry.get("metrics") and split != (data.get("evals") or [{}])[-1].get("split", split):
+    if split != eval_split:
         return {}
-    return entry.get("metrics", {})
+    return (data.get("best" if checkpoint == "best" else "final") or {}).get("metrics", {})
 
 
 def export_run(run_dir: Path, out: Path, checkpoint: str = "best", overwrite: bool = False) -> dict[str, int]:

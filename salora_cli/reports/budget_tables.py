@@ -96,19 +96,22 @@ class BudgetTables:
                 note = (" (a degenerate checkpoint among the seeds: no evidence either way)" if weak else
                         f" (neither method {LEARNED_MARGIN:g} points above the majority class: not learned, "
                         "little evidence either way)" if unlearned else "")
-                lines.append(f"| {t.budget} | {task} | {sal.best_main.mean:.2f} | {lora.best_main.mean:.2f} | "
-                             + (f"{'—' if majority is None else f'{majority:.2f}'} | " if shown else "")
-                             + (f"{d.mean:+.2f} | {d.wins}/{d.n}" if d else "— | —") + f" | {verdict}{note} |")
+                cells = [str(t.budget), task, f"{sal.best_main.mean:.2f}", f"{lora.best_main.mean:.2f}"]
+                if shown:
+                    cells.append("—" if majority is None else f"{majority:.2f}")
+                cells += [f"{d.mean:+.2f}", f"{d.wins}/{d.n}"] if d else ["—", "—"]
+                lines.append("| " + " | ".join(cells + [verdict + note]) + " |")
         if not lines:
             return ""
+        headers = ["Budget", "Task", "SaLoRA", "LoRA", *(["majority class"] if shown else []),
+                   "paired Δ", "seeds ahead", "claim"]
+        rule = ["---:", "---", "---:", "---:", *(["---:"] if shown else []), "---:", "---:", "---"]
         return ("## SaLoRA against LoRA at the same final rank\n\n"
                 "The claim checked: SaLoRA's mean over seeds is at least LoRA's, per task and budget. "
                 "Generated from the tables above; a cell that falls short is reported as it is."
                 + (" *Majority class*: the accuracy of always predicting the dev split's most common class."
                    if shown else "") + "\n\n"
-                "| Budget | Task | SaLoRA | LoRA | " + ("majority class | " if shown else "")
-                + "paired Δ | seeds ahead | claim |\n"
-                "|---:|---|---:|---:|" + ("---:|" if shown else "") + "---:|---:|---|\n" + "\n".join(lines))
+                "| " + " | ".join(headers) + " |\n|" + "|".join(rule) + "|\n" + "\n".join(lines))
 
     @property
     def csv(self) -> str:
