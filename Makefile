@@ -5,7 +5,7 @@ SALORA := $(VENV)/bin/salora
 DATA   ?= $(abspath ../shared/data)
 PROFILE ?= cpu
 
-.PHONY: install test test-slow demo bench reproduce ablations clean
+.PHONY: install test test-slow demo bench reproduce ablations lengths clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,13 @@ reproduce: install
 ablations: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS))
 	# results/ablations.md is regenerated from the runs; commit it with the code that produced it
+
+# SaLoRA vs LoRA (and the design choices switched back) at three SST-2 run lengths and MRPC (issue 19).
+# One thread per run, so the numbers do not depend on how many cores the machine has or how busy it is.
+lengths: install
+	OMP_NUM_THREADS=1 SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate --profile lengths \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants $(VARIANTS))
+	# results/lengths.md is regenerated from the runs; commit it with the code that produced it
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

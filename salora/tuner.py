@@ -156,7 +156,9 @@ class SaLoRA:
         self.gate_optimizer.zero_grad(set_to_none=True)
         ranked = self.cfg.budget_push == "ranked"
         # the ranked push aims ahead by the time a gate takes to close (AdapterConfig.push_lead)
-        aim = step + int(self.cfg.push_lead * self.controller.total_steps) if ranked else step
+        # but never from before ramp_start, unless lead_before_ramp (the previous behaviour) says so
+        lead = ranked and (self.cfg.lead_before_ramp or self.controller.progress(step) >= self.cfg.ramp_start)
+        aim = step + int(self.cfg.push_lead * self.controller.total_steps) if lead else step
         with torch.no_grad():  # the budget's say, decoupled from the gates' Adam
             expected = float(self.adapters.expected_rank_avg())
             if ranked:

@@ -28,10 +28,15 @@ from salora_cli.errors import SaloraError
 @dataclass
 class VariantRun(reproduce.PlannedRun):
     variant: str = "design"
+    label: str | None = None  # the task entry's name in the table, e.g. "sst2-50" (default: the task)
+
+    @property
+    def column(self) -> str:
+        return self.label or self.task.split("/")[-1]
 
     @property
     def folder_name(self) -> str:
-        return f"{self.task.replace('/', '-')}_{self.variant}_seed{self.seed}"
+        return f"{(self.label or self.task).replace('/', '-')}_{self.variant}_seed{self.seed}"
 
 
 def load_profile(path: Path) -> dict:
@@ -47,29 +52,40 @@ def load_profile(path: Path) -> dict:
     return profile
 
 
-def plan(profile: dict, tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[VariantRun]:
+def plan(profile: dict, tasks: list[str] | None = None, seeds: list[int] | None = None,
+         variants: list[str] | None = None) -> list[VariantRun]:
+    """Every (task entry, variant, seed). A task entry may carry a `label` (one task at several
+    lengths: `sst2-50`, `sst2-500`); a variant may set `method` (e.g. a LoRA reference row), else
+    it is SaLoRA. `tasks` matches a task, its short name or a label."""
+    unknown = sorted(set(variants or []) - set(profile["variants"]))
+    if unknown:
+        raise SaloraError(f"unknown variant(s) {unknown}; the profile has {', '.join(profile['variants'])}")
     runs = []
     for entry in profile["tasks"]:
-        task = entry["task"]
-        if tasks and task not in tasks and task.split("/")[-1] not in tasks:
+        task, label = entry["task"], entry.get("label")
+        if tasks and not {task, task.split("/")[-1], label} & set(tasks):
             continue
         for variant, overrides in profile["variants"].items():
+            if variants and variant not in variants:
+                continue
+            method = (overrides or {}).get("method", "salora")
             for seed in profile["seeds"]:
                 if seeds is not None and seed not in seeds:
                     continue
                 layers = [profile.get("defaults") or {}, entry.get("config") or {}, overrides or {},
-                          {"task": task, "method": "salora", "train": {"seed": seed}}]
+                          {"task": task, "method": method, "train": {"seed": seed}}]
                 cfg = cfgmod.build_config(*layers)  # validate every run before starting any
-                runs.append(VariantRun(task, "salora", seed, cfg.model, layers, variant=variant))
+                runs.append(VariantRun(task, method, seed, cfg.model, layers, variant=variant, label=label))
     if not runs:
-        raise SaloraError("the ablation profile and the TASKS/SEEDS filters select no run")
+        raise SaloraError("the ablation profile and the TASKS/SEEDS/VARIANTS filters select no run")
     return runs
 
 
 def run_ablations(profile_path: Path, out: Path, results: Path, console: Console, data: str | None,
-                  tasks: list[str] | None = None, seeds: list[int] | None = None) -> Path:
+                  tasks: list[str] | None = None, seeds: list[int] | None = None,
+                  variants: list[str] | None = None) -> Path:
     profile = load_profile(profile_path)
-    planned = plan(profile, tasks, seeds)
+    planned = plan(profile, tasks, seeds, variants)
     runs_root = out / profile["name"]
     console.rule(f"ablations: {len(planned)} runs → {runs_root}")
     for p in planned:
@@ -81,7 +97,8 @@ def run_ablations(profile_path: Path, out: Path, results: Path, console: Console
             continue
         reproduce._run_one(f"{i}/{len(planned)}", p, run, runs_root, data, console)
     command = shlex.join(["salora", *sys.argv[1:]])
-    return write_table(profile, planned, runs_root, results, command)
+    # the table covers every run of the profile that has finished, not only this invocation's
+    return write_table(profile, plan(profile), runs_root, results, command)
 
 
 # ------------------------------------------------------------------ the table
@@ -92,6 +109,8 @@ def run_summary(run: Path) -> dict | None:
     if metrics is None or ranks is None or cfg is None or not metrics.get("best"):
         return None
     main = metrics["main_metric"]
+    if not cfg.adapter.gated:  # a fixed-rank reference row (LoRA): a score, no structure
+        return {"score": metrics["best"]["metrics"][main], "freeze_cut_pct": None, "max_rank_dev_pct": None}
     n_init = ranks["r_init"] * ranks["n_matrices"]
     trajectory = ranks["trajectory"]
     last = trajectory[-1]
@@ -122,15 +141,15 @@ def _mean_std(values: list[float]) -> str:
 
 def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, results: Path,
                 command: str) -> Path:
-    tasks = list(dict.fromkeys(p.task for p in planned))
+    tasks = list(dict.fromkeys(p.column for p in planned))
     variants = list(dict.fromkeys(p.variant for p in planned))
-    summaries = {(p.variant, p.task, p.seed): run_summary(runs_root / p.folder_name) for p in planned}
+    summaries = {(p.variant, p.column, p.seed): run_summary(runs_root / p.folder_name) for p in planned}
     seeds = sorted({p.seed for p in planned})
 
     def scores(variant, task):
         return {s: summaries[(variant, task, s)]["score"] for s in seeds if summaries.get((variant, task, s))}
 
-    header = ["variant", "overrides"] + [f"{t.split('/')[-1]} (Δ vs design, paired)" for t in tasks] + \
+    header = ["variant", "overrides"] + [f"{t} (Δ vs design, paired)" for t in tasks] + \
              ["freeze cut, % of initial (max)", "rank off target after ramp, % (max)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     for variant in variants:
@@ -140,16 +159,18 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
             paired = [mine[s] - ref[s] for s in mine if s in ref]
             delta = "" if variant == "design" or not paired else f" ({statistics.mean(paired):+.2f})"
             cells.append(_mean_std(list(mine.values())) + delta)
-        runs = [summaries[k] for k in summaries if k[0] == variant and summaries[k]]
+        runs = [summaries[k] for k in summaries if k[0] == variant and summaries[k]
+                and summaries[k]["freeze_cut_pct"] is not None]  # a fixed-rank method has no structure
         cells.append(f"{max(r['freeze_cut_pct'] for r in runs):.1f}" if runs else "–")
         cells.append(f"{max(r['max_rank_dev_pct'] for r in runs):.1f}" if runs else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    missing = [p.folder_name for p in planned if summaries[(p.variant, p.task, p.seed)] is None]
+    missing = [p.folder_name for p in planned if summaries[(p.variant, p.column, p.seed)] is None]
+    name = profile["name"]
     text = "\n".join([
-        "# SaLoRA ablations",
+        f"# SaLoRA ablations: {name}",
         "",
         f"Generated by `{command}` from the runs under `{runs_root}` (config, command and metrics of "
-        "each copied to `ablations/runs/`). " + (profile.get("description") or ""),
+        f"each copied to `{name}/runs/`). " + (profile.get("description") or ""),
         "",
         f"Score: the task's main metric on dev, best checkpoint at the final budget; mean ± sample std "
         f"over seeds {', '.join(map(str, seeds))}; Δ: mean paired difference to `design` (same seed). "
@@ -161,9 +182,9 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
         "",
         *([f"Not finished (left out): {', '.join(missing)}", ""] if missing else []),
     ])
-    out = results / "ablations.md"
+    out = results / f"{name}.md"
     atomic.write_text(out, text)
-    rd.replace_folder(results / "ablations" / "runs", lambda tmp: _copy(planned, runs_root, tmp))
+    rd.replace_folder(results / name / "runs", lambda tmp: _copy(planned, runs_root, tmp))
     return out
 
 

@@ -327,9 +327,10 @@ def ablate(
     tasks: Tasks = None,
     seeds: Seeds = None,
     out: GridOut = Path("runs/reproduce"),
-    results: Annotated[Path, Opt(metavar="DIR", help="Folder for ablations.md")] = Path("results"),
+    results: Annotated[Path, Opt(metavar="DIR", help="Folder for <profile name>.md")] = Path("results"),
+    variants: Annotated[Optional[str], Opt(metavar="A,B", help="Only these variants (comma-separated)")] = None,
 ):
-    """Run each SaLoRA design variant of an ablation profile (resumable), then write ablations.md."""
+    """Run each SaLoRA design variant of an ablation profile (resumable), then write <profile name>.md."""
     _quiet_libraries()
     from salora_cli.ablations import run_ablations
 
@@ -337,11 +338,11 @@ def ablate(
     started = time.time()
     try:
         written = run_ablations(path, out, results, console, os.environ.get("SALORA_DATA"),
-                                _split(tasks), seed_list)
+                                _split(tasks), seed_list, _split(variants))
     except KeyboardInterrupt:
         raise Interrupted("the ablations stopped; run the same command again: finished runs are "
                           "skipped and the interrupted one resumes") from None
-    copies = written.parent / "ablations" / "runs"  # what each number rests on (salora_cli/ablations.py)
+    copies = written.parent / written.stem / "runs"  # what each number rests on (salora_cli/ablations.py)
     _wrote(_changed_runs(out, started) + [written] + ([copies] if copies.is_dir() else []))
 
 

@@ -171,8 +171,8 @@ def test_two_phases_then_one_table_per_budget(tmp_path, capsys, fake_training):
         assert "| glue/sst2 | salora | 2 |" in table
     # the claim, cell by cell, generated: SaLoRA ahead in both budgets of this fake grid
     claim = glue.split("## SaLoRA against LoRA at the same final rank")[1]
-    assert "| 2 | glue/sst2 |" in claim and "| +3.00 | 2/2 | holds |" in claim
-    assert "| 1 | glue/sst2 |" in claim and "| +5.00 | 2/2 | holds |" in claim
+    assert "| 2 | glue/sst2 |" in claim and "| +3.00 | [+3.00, +3.00] | 2/2 | ahead |" in claim
+    assert "| 1 | glue/sst2 |" in claim and "| +5.00 | [+5.00, +5.00] | 2/2 | ahead |" in claim
     # only the chosen lr's runs are in the tables; the others are in selection.md
     assert "salora_b2_lr1e-03" not in glue and "salora_b2_lr2e-03_minilm-l6_seed1" in glue
     rows = list(csv.DictReader((results / "glue.csv").open()))

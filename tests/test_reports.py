@@ -440,10 +440,25 @@ def test_claim_table_cell_by_cell_with_the_majority_class(tmp_path):
     tables = build_budget_tables(find_runs(tmp_path).runs, budget_of, {8: 12}, lr_selected=False,
                                  majority={"glue/sst2": 50.92, "glue/rte": 52.71})
     claim = tables.claim_markdown()
-    assert "| Budget | Task | SaLoRA | LoRA | majority class | paired Δ | seeds ahead | claim |" in claim
-    assert "| 8 | glue/sst2 | 83.00 | 82.33 | 50.92 | +0.67 | 2/3 | holds |" in claim
-    assert ("| 8 | glue/rte | 53.00 | 55.00 | 52.71 | -2.00 | 0/3 | **falls short** by 2.00 (neither method 5 "
+    assert ("| Budget | Task | SaLoRA | LoRA | majority class | paired Δ | 95 % interval | seeds ahead | "
+            "verdict |") in claim
+    assert "| 8 | glue/sst2 | 83.00 | 82.33 | 50.92 | +0.67 | [-3.13, +4.46] | 2/3 | level |" in claim
+    assert ("| 8 | glue/rte | 53.00 | 55.00 | 52.71 | -2.00 | [-4.48, +0.48] | 0/3 | level (neither method 5 "
             "points above the majority class: not learned, little evidence either way) |") in claim
     # without the data at hand there is no majority column, and nothing is marked unlearned
     plain = build_budget_tables(find_runs(tmp_path).runs, budget_of, {8: 12}, lr_selected=False).claim_markdown()
-    assert "majority" not in plain and "| 8 | glue/rte | 53.00 | 55.00 | -2.00 | 0/3 | **falls short** by 2.00 |" in plain
+    assert "majority" not in plain and "| 8 | glue/rte | 53.00 | 55.00 | -2.00 | [-4.48, +0.48] | 0/3 | level |" in plain
+
+
+def test_paired_interval_and_verdict():
+    """95 % paired-t interval over seeds; the verdict says where it lies against 0."""
+    from salora_cli.reports.metrics_table import PairedDifference
+
+    def diff(*d):
+        return PairedDifference(sum(d) / len(d), sum(x > 0 for x in d), len(d), d)
+
+    assert diff(1.0, -1.0, 2.0).interval() == pytest.approx((-3.1279, 4.4612), abs=1e-3)
+    assert diff(2.0, 3.0, 2.5, 3.5, 2.0).verdict == "ahead"
+    assert diff(-2.0, -3.0, -2.5).verdict == "behind"
+    assert diff(1.0, -1.0, 2.0).verdict == "level"
+    assert diff(4.0).interval() is None and diff(4.0).verdict is None  # one seed: no interval

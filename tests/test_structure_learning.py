@@ -47,6 +47,20 @@ def test_gates_close_during_training_on_real_data(tmp_path, capsys, shared_data,
     assert "closed by their gates during training" in " ".join(stdout.split())
 
 
+def test_short_run_learns_with_the_defaults(tmp_path, capsys, shared_data):
+    """Issue 19's case: SST-2, 1,600 sentences, one epoch of batch 32 (50 steps), seed 1, every
+    default. With the previous orthogonality form SaLoRA ended at the majority class (50.92, every
+    prediction "1") while LoRA reached 75.6; it must learn, well above the majority class."""
+    out = tmp_path / "run"
+    code, stdout, err = run_cli([
+        "train", "glue", "--task", "sst2", "--method", "salora", "--data-dir", shared_data / "glue",
+        "--out", out, "--max-train-samples", "1600", "--epochs", "1", "--seed", "1"], capsys)
+    assert code == 0, err + stdout
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert not final.get("degenerate"), final
+    assert final["metrics"]["accuracy"] >= 65.0, final
+
+
 class _Pair(nn.Module):
     def __init__(self):
         super().__init__()
@@ -66,8 +80,61 @@ def _adapter(seed: int = 0):
     return adapters, layer
 
 
+def test_weighted_penalty_gradient_grows_with_b_the_angle_form_does_the_opposite():
+    """Why the default is "weighted" (issue 19): B starts at 0, and a penalty on angles alone has a
+    gradient ∝ 1/‖b‖ there, which outweighed the task's and stalled short runs. The weighted form is
+    homogeneous of degree 2: scaling B by t scales its gradient on B by t, so it vanishes at B = 0."""
+    def grad_on_b(form: str, scale: float) -> torch.Tensor:
+        adapters, layer = _adapter()
+        with torch.no_grad():
+            layer.lora_B.mul_(scale)
+        orthogonality_penalty(adapters, form).backward()
+        return layer.lora_B.grad.clone()
+
+    big, small = grad_on_b("weighted", 1.0), grad_on_b("weighted", 1e-3)
+    assert torch.allclose(small, 1e-3 * big, rtol=1e-3, atol=1e-12)
+    # the previous default: a B 10x smaller (still above its smoothing scale) gets a ~10x larger push
+    assert grad_on_b("angles", 0.1).norm() > 5 * grad_on_b("angles", 1.0).norm()
+
+
+def test_weighted_penalty_is_zero_for_orthogonal_components_and_positive_for_overlap():
+    adapters, layer = _adapter()
+    with torch.no_grad():
+        q, _ = torch.linalg.qr(torch.randn(24, 4))
+        layer.lora_B.copy_(q * torch.tensor([3.0, 0.5, 0.1, 2.0]))
+        layer.lora_A.copy_(torch.linalg.qr(torch.randn(16, 4))[0].T)
+    assert float(orthogonality_penalty(adapters, "weighted")) < 1e-8
+    with torch.no_grad():
+        layer.lora_B[:, 1] = layer.lora_B[:, 0]  # two components along one direction
+    assert float(orthogonality_penalty(adapters)) > 0.1  # "weighted" is the default form
+
+
+def test_no_push_before_ramp_start():
+    """The ranked push's lead never starts it before ramp_start: the first components close once the
+    task has had its say (with lead_before_ramp, the previous behaviour, it starts at step 2)."""
+    import salora
+
+    def multipliers(lead_before_ramp: bool) -> list[float]:
+        torch.manual_seed(0)
+        model = _Pair()
+        handle = salora.attach(model, AdapterConfig(r_init=4, target_modules=["f"], budget=2,
+                                                    lead_before_ramp=lead_before_ramp), total_steps=100)
+        optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
+        seen = []
+        for _ in range(9):  # ramp_start 0.1 of 100 steps: step 10
+            model(torch.randn(4, 16)).pow(2).mean().backward()
+            optimizer.step()
+            handle.step(optimizer)
+            optimizer.zero_grad()
+            seen.append(handle.controller.state.multiplier)
+        return seen
+
+    assert multipliers(False) == [0.0] * 9
+    assert max(multipliers(True)) > 0
+
+
 def test_angle_penalty_has_no_radial_pull_frobenius_does():
-    """The default penalty only sees cosines: its gradient on each column of B is orthogonal to
+    """The "angles" form (ablation) only sees cosines: its gradient on each column of B is orthogonal to
     that column, so it cannot shrink or grow a component. The Frobenius form pulls norms to 1."""
     adapters, layer = _adapter()
     orthogonality_penalty(adapters, "angles").backward()

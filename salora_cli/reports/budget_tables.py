@@ -74,8 +74,8 @@ class BudgetTables:
         return "\n\n".join(parts) + "\n"
 
     def claim_markdown(self) -> str:
-        """Cell by cell: does SaLoRA's mean over seeds reach LoRA's at the same final rank? Said
-        plainly, with the paired difference and the seeds ahead; marked where either method's best
+        """Cell by cell: SaLoRA against LoRA at the same final rank, with the paired difference, its
+        95 % interval over seeds, the seeds ahead and a verdict (ahead / level / behind); marked where either method's best
         checkpoint was a majority-class classifier, or where neither method's mean is
         `LEARNED_MARGIN` points above the majority-class accuracy (then the cell is little evidence)."""
         lines = []
@@ -87,8 +87,7 @@ class BudgetTables:
                 if method != "salora" or lora is None or sal.best_main is None or lora.best_main is None:
                     continue
                 d = paired_difference(sal, lora)
-                gap = sal.best_main.mean - lora.best_main.mean
-                verdict = "holds" if gap >= 0 else f"**falls short** by {-gap:.2f}"
+                verdict = (d.verdict if d else None) or "— (one seed)"
                 weak = sal.degenerate_seeds or lora.degenerate_seeds
                 majority = self.majority.get(task) if sal.main_metric == "accuracy" else None
                 unlearned = majority is not None and max(sal.best_main.mean, lora.best_main.mean) < \
@@ -99,16 +98,20 @@ class BudgetTables:
                 cells = [str(t.budget), task, f"{sal.best_main.mean:.2f}", f"{lora.best_main.mean:.2f}"]
                 if shown:
                     cells.append("—" if majority is None else f"{majority:.2f}")
-                cells += [f"{d.mean:+.2f}", f"{d.wins}/{d.n}"] if d else ["—", "—"]
+                ci = d.interval() if d else None
+                cells += [f"{d.mean:+.2f}", "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
+                          f"{d.wins}/{d.n}"] if d else ["—", "—", "—"]
                 lines.append("| " + " | ".join(cells + [verdict + note]) + " |")
         if not lines:
             return ""
         headers = ["Budget", "Task", "SaLoRA", "LoRA", *(["majority class"] if shown else []),
-                   "paired Δ", "seeds ahead", "claim"]
-        rule = ["---:", "---", "---:", "---:", *(["---:"] if shown else []), "---:", "---:", "---"]
+                   "paired Δ", "95 % interval", "seeds ahead", "verdict"]
+        rule = ["---:", "---", "---:", "---:", *(["---:"] if shown else []), "---:", "---:", "---:", "---"]
         return ("## SaLoRA against LoRA at the same final rank\n\n"
-                "The claim checked: SaLoRA's mean over seeds is at least LoRA's, per task and budget. "
-                "Generated from the tables above; a cell that falls short is reported as it is."
+                "Per task and budget: the mean over seeds of SaLoRA − LoRA paired by seed, its 95 % "
+                "confidence interval (paired t, n − 1 degrees of freedom), the seeds on which SaLoRA is "
+                "ahead, and the verdict: *ahead* (the interval lies above 0), *level* (it spans 0), "
+                "*behind* (it lies below 0). Generated from the tables above."
                 + (" *Majority class*: the accuracy of always predicting the dev split's most common class."
                    if shown else "") + "\n\n"
                 "| " + " | ".join(headers) + " |\n|" + "|".join(rule) + "|\n" + "\n".join(lines))

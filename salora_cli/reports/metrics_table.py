@@ -179,6 +179,27 @@ class PairedDifference:
     mean: float
     wins: int
     n: int
+    diffs: tuple[float, ...] = ()
+
+    def interval(self, level: float = 0.95) -> tuple[float, float] | None:
+        """The paired-t confidence interval of the mean difference over seeds (Student's t with
+        n − 1 degrees of freedom; None below 2 seeds). With 3-5 seeds a bootstrap would have too few
+        distinct resamples to be trusted, so the t interval is the one reported."""
+        if len(self.diffs) < 2:
+            return None
+        from scipy import stats
+
+        sem = statistics.stdev(self.diffs) / len(self.diffs) ** 0.5
+        half = float(stats.t.ppf(0.5 + level / 2, len(self.diffs) - 1)) * sem
+        return self.mean - half, self.mean + half
+
+    @property
+    def verdict(self) -> str | None:
+        """ahead (the interval lies above 0), behind (below 0), level (it spans 0)."""
+        ci = self.interval()
+        if ci is None:
+            return None
+        return "ahead" if ci[0] > 0 else "behind" if ci[1] < 0 else "level"
 
 
 def paired_difference(a: MetricsRow | None, b: MetricsRow | None) -> PairedDifference | None:
@@ -189,7 +210,7 @@ def paired_difference(a: MetricsRow | None, b: MetricsRow | None) -> PairedDiffe
              if r.best.get(a.main_metric) is not None and scores_b.get(r.seed) is not None]
     if not diffs:
         return None
-    return PairedDifference(statistics.fmean(diffs), sum(d > 0 for d in diffs), len(diffs))
+    return PairedDifference(statistics.fmean(diffs), sum(d > 0 for d in diffs), len(diffs), tuple(diffs))
 
 
 @dataclass(frozen=True)
