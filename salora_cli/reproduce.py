@@ -346,7 +346,10 @@ Profile **{profile['name']}**: {profile.get('description', '')}
 (`configs/reproduce/{profile['name']}.yaml` holds the grid, the hyperparameters and how the budget is
 matched across methods.)
 
-Command: `{command}`
+To regenerate it: `make reproduce PROFILE={profile['name']}` from the project root (the same as
+`salora reproduce --profile {profile['name']}`: runs under `runs/reproduce/{profile['name']}/`, tables
+here; finished runs are skipped, so it may span several sittings).
+This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
 {f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`)." if grid_s else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}

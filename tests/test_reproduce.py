@@ -81,7 +81,8 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert not (record / "adapter").exists()
     assert "](runs/glue-sst2_lora_minilm-l6_seed1/config.yaml)" in (results / "glue.md").read_text()
     readme = (results / "README.md").read_text()
-    assert "Command:" in readme and "Wall time of the grid:" in readme
+    assert "This file was last written by:" in readme and "Wall time of the grid:" in readme
+    assert "To regenerate it: `make reproduce PROFILE=" in readme  # the command a user runs, no machine path
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
     assert len(wall) == 6 and all(v >= 0 for v in wall.values())
     efficiency = (results / "efficiency.md").read_text()
