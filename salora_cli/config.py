@@ -38,7 +38,9 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_fraction: float = field(default=0.06, metadata={"help": (
         "Fraction of the optimizer steps spent in linear learning-rate warmup")})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example"})
+    max_length: int = field(default=128, metadata={"help": (
+        "Maximum tokens per example (instruction tuning: the cutoff; the prompt is kept whole, the response "
+        "cut at its end, and a record whose prompt leaves no room is dropped and counted)")})
     group_by_length: bool = field(default=False, metadata={"help": (
         "Batch examples of similar length together (less padding; salora_cli/batching.py)")})
     eval_every: int | None = field(default=None, metadata={"help": (
@@ -84,14 +86,16 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     # Each field's help is its metadata["help"] (shown by the `salora train` flags).
-    task: str = field(default="glue/sst2", metadata={"help": "<family>/<task>, e.g. glue/sst2 or style/yelp"})
+    task: str = field(default="glue/sst2", metadata={"help": (
+        "<family>/<task>, e.g. glue/sst2, style/yelp or instruct/alpaca")})
     method: str = field(default="salora", metadata={"help": " | ".join(METHODS)})
     model: str = field(default="minilm-l6", metadata={"help": "Hub id, local folder, or offline alias"})
     data_dir: str | None = field(default=None, metadata={"help": (
-        "The task's data folder (default: under $SALORA_DATA, else the Hugging Face hub)")})
+        "The task's data folder (default: under $SALORA_DATA, else the Hugging Face hub); instruction "
+        "tuning also takes the data file itself")})
     task_options: dict[str, Any] = field(default_factory=dict, metadata={"help": (
-        "Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task checks "
-        "the names.")})
+        "Task-specific settings (e.g. style transfer: direction, train_pool, num_beams; instruction tuning: "
+        "dev_size, dev_seed, hub_dataset); the task checks the names.")})
     style_scoring: bool = field(default=True, metadata={"help": (
         "Style transfer: score the test split's outputs with a style classifier (trained once by this "
         "runner and cached) and a fluency LM (the base model); off: BLEU and self-BLEU only")})
