@@ -30,6 +30,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 CONFIGS = PROJECT / "configs"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 STYLE_TASKS = ("yelp", "gyafc")
+INSTRUCT_TASKS = ("alpaca",)
 
 Opt = typer.Option
 Arg = typer.Argument
@@ -184,6 +185,32 @@ def train_style(
     if options:
         overrides = cfgmod.merge_dicts(overrides, {"task_options": options})
     _train("style", task, STYLE_TASKS, config, set_, out, resume, overwrite, overrides)
+
+
+@train_app.command("instruct", epilog=TRAIN_EPILOG)
+@with_config_flags(exclude=("style_scoring",), help_text={
+    "model": "Hub id, local folder, or offline alias (configs/instruct/alpaca.yaml: smollm2-135m)",
+    "data_dir": "A folder holding alpaca_data.json (or instruct/alpaca_data.json); default: $SALORA_DATA/instruct, "
+                "else ../shared/data/instruct beside the project"})
+def train_instruct(
+    task: Annotated[str, Opt(help=f"Instruction-tuning task: {', '.join(INSTRUCT_TASKS)}")] = "alpaca",
+    data: Annotated[Optional[Path], Opt(metavar="FILE", help="Alpaca-format data: a JSON list or JSON Lines of "
+                                                             "instruction/input/output records (sets data_dir)")] = None,
+    dev_size: Annotated[Optional[int], Opt(help="Records held out (seeded by task_options.dev_seed) for the dev "
+                                                "loss that picks the best checkpoint (task_options.dev_size)")] = None,
+    config: Config = None, out: Out = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    overrides: dict = None,
+):
+    """Instruction-tune a causal LM on Alpaca-format data (loss on the responses only; dev loss picks the
+    best checkpoint). Other task options: --set task_options.dev_seed=0, task_options.hub_dataset=tatsu-lab/alpaca."""
+    overrides = overrides or {}
+    if data is not None:
+        if "data_dir" in overrides:
+            raise SaloraError("give the data with --data FILE or --data-dir DIR, not both")
+        overrides = {**overrides, "data_dir": str(data)}
+    if dev_size is not None:
+        overrides = cfgmod.merge_dicts(overrides, {"task_options": {"dev_size": dev_size}})
+    _train("instruct", task, INSTRUCT_TASKS, config, set_, out, resume, overwrite, overrides)
 
 
 Checkpoint = Annotated[str, Opt(metavar="best|final", help="Which saved weights: best (at the best dev evaluation) "

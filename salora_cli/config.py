@@ -38,7 +38,9 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_fraction: float = field(default=0.06, metadata={"help": (
         "Fraction of the optimizer steps spent in linear learning-rate warmup")})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example"})
+    max_length: int = field(default=128, metadata={"help": (
+        "Maximum tokens per example (instruction tuning: the cutoff; the prompt is kept whole, the response "
+        "cut at its end, and a record whose prompt leaves no room is dropped and counted)")})
     group_by_length: bool = field(default=False, metadata={"help": (
         "Batch examples of similar length together (less padding; salora_cli/batching.py)")})
     eval_every: int | None = field(default=None, metadata={"help": (
@@ -84,14 +86,16 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     # Each field's help is its metadata["help"] (shown by the `salora train` flags).
-    task: str = field(default="glue/sst2", metadata={"help": "<family>/<task>, e.g. glue/sst2 or style/yelp"})
+    task: str = field(default="glue/sst2", metadata={"help": (
+        "<family>/<task>, e.g. glue/sst2, style/yelp or instruct/alpaca")})
     method: str = field(default="salora", metadata={"help": " | ".join(METHODS)})
     model: str = field(default="minilm-l6", metadata={"help": "Hub id, local folder, or offline alias"})
     data_dir: str | None = field(default=None, metadata={"help": (
-        "The task's data folder (default: under $SALORA_DATA, else the Hugging Face hub)")})
+        "The task's data folder (default: under $SALORA_DATA, else the Hugging Face hub); instruction "
+        "tuning also takes the data file itself")})
     task_options: dict[str, Any] = field(default_factory=dict, metadata={"help": (
-        "Task-specific settings (e.g. style transfer: direction, train_pool, num_beams); the task checks "
-        "the names.")})
+        "Task-specific settings (e.g. style transfer: direction, train_pool, num_beams; instruction tuning: "
+        "dev_size, dev_seed, hub_dataset); the task checks the names.")})
     style_scoring: bool = field(default=True, metadata={"help": (
         "Style transfer: score the test split's outputs with a style classifier (trained once by this "
         "runner and cached) and a fluency LM (the base model); off: BLEU and self-BLEU only")})
@@ -279,10 +283,14 @@ def absolute_path(path: str | os.PathLike | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
+FAMILY_FOLDERS = ("glue", "instruct")  # families whose tasks share one folder under the data root
+
+
 def default_data_dir(data_root: str | os.PathLike | None, task: str) -> str | None:
-    """A task's folder under a data root ($SALORA_DATA): <root>/glue for GLUE, <root>/<name> else."""
+    """A task's folder under a data root ($SALORA_DATA): <root>/glue for GLUE, <root>/instruct for
+    instruction tuning (one folder of Alpaca-format files), <root>/<name> else."""
     if not data_root:
         return None
     family, name = task.split("/", 1)
-    sub = Path(data_root) / ("glue" if family == "glue" else name)
+    sub = Path(data_root) / (family if family in FAMILY_FOLDERS else name)
     return absolute_path(sub) if sub.exists() else None

@@ -69,6 +69,7 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     if split == task.final_eval_split and cfg.style_scoring and task.uses_scorer_models and scorers is not None:
         scorers(task, cfg, console)
     method, tokenizer = _load(cfg, task, folder)
+    examples = task.fit_to_length(tokenizer, examples, cfg.train.max_length, split)  # as the run did
     model = method.model
     model.eval()
     with torch.no_grad():

@@ -12,6 +12,10 @@
   per entry (default: on for glue/* tasks when a grid applies, off otherwise: style entries keep
   their configured lr). Full fine-tuning and BitFit always keep their configured lr.
 
+- `transfer: [yelp]` (instruction-tuning entries): the style test sets each finished run is then
+  asked to rewrite zero-shot (issue 18). The plan carries it (`PlannedRun.transfer`) for the
+  transfer step (salora_cli/transfer.py) to read; training does not depend on it.
+
 `salora reproduce` runs a plan in two phases: phase 1 every run that needs no choice (the
 selection seed at each grid lr, and every untuned run), then the choice, then phase 2 (the other
 seeds at the chosen lr). The choice is recomputed from the run folders every time, never stored as
@@ -30,7 +34,9 @@ from salora_cli.methods import REGISTRY
 # the methods with a rank, hence a budget and an lr grid
 ADAPTER_METHODS = tuple(name for name, spec in REGISTRY.items() if spec.ranked)
 PROFILE_KEYS = {"name", "description", "defaults", "method_overrides", "models", "grid", "budgets", "lr_grid"}
-ENTRY_KEYS = {"task", "methods", "seeds", "config", "config_file", "models", "budgets", "lr_grid", "tune_lr"}
+ENTRY_KEYS = {"task", "methods", "seeds", "config", "config_file", "models", "budgets", "lr_grid", "tune_lr",
+              "transfer"}
+TRANSFER_TASKS = ("yelp", "gyafc")  # what an entry's `transfer` may name (zero-shot style transfer)
 # Equal scores up to float rounding (one count of correct answers can be computed two ways) are a tie.
 TIE_TOLERANCE = 1e-9
 RULE = ("each adapter method's learning rate is the grid value with the best dev score of seed 0 "
@@ -63,6 +69,7 @@ class PlannedRun:
     budget: int | None = None  # the final average rank; None: the profile has no budgets, or full/BitFit
     lr: float | None = None  # a grid value; None: the configured lr is used as it is
     selection_seed: int | None = None  # the seed whose dev score chooses the lr (tuned runs only)
+    transfer: tuple[str, ...] = ()  # style tasks the finished run rewrites zero-shot (the entry's `transfer`)
 
     @property
     def tuned(self) -> bool:
@@ -120,6 +127,7 @@ def _validate_entry(profile: dict, entry: Any, budgets: list[RankBudget], here: 
         if not entry.get(key) or not isinstance(entry[key], list):
             raise SaloraError(f"{here}: {key} must be a non-empty list")
     _entry_budget_values(entry, budgets, here)
+    entry_transfer(entry, here)
     parse_lr_grid(entry.get("lr_grid"), here)
     if "tune_lr" in entry and not isinstance(entry["tune_lr"], bool):
         raise SaloraError(f"{here}: tune_lr must be true or false, got {entry['tune_lr']!r}")
@@ -128,6 +136,18 @@ def _validate_entry(profile: dict, entry: Any, budgets: list[RankBudget], here: 
     tuned = any(tunes_lr(profile, entry, m) for m in entry["methods"])
     if tuned and entry["seeds"][0] != 0:  # the rule, as stated in results/, chooses on seed 0
         raise SaloraError(f"{here}: the lr is chosen on seed 0, so its seeds must start with 0")
+
+
+def entry_transfer(entry: dict, where: str = "grid entry") -> tuple[str, ...]:
+    """The style tasks an entry's runs are transferred to zero-shot once trained; () for none."""
+    raw = entry.get("transfer")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or any(t not in TRANSFER_TASKS for t in raw):
+        raise SaloraError(f"{where}: transfer must be a non-empty list of {', '.join(TRANSFER_TASKS)}, got {raw!r}")
+    if not entry.get("task", "").startswith("instruct/"):
+        raise SaloraError(f"{where}: transfer applies to instruction-tuning entries (instruct/*), not {entry['task']}")
+    return tuple(raw)
 
 
 def parse_budgets(raw: Any, where: str) -> list[RankBudget]:

@@ -72,7 +72,8 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
                             cfg = cfgmod.build_config(*ls)  # validate every run before starting any
                             runs.append(PlannedRun(task, method, seed, cfg.model, ls,
                                                    budget=budget.budget if budget else None, lr=lr,
-                                                   selection_seed=entry["seeds"][0] if lr is not None else None))
+                                                   selection_seed=entry["seeds"][0] if lr is not None else None,
+                                                   transfer=protocol.entry_transfer(entry)))
     if not runs:
         raise SaloraError("the profile and the TASKS/METHODS/SEEDS filters select no run")
     return runs
@@ -233,7 +234,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     shown = protocol.reported(every, choices)  # folder -> budget: the runs the tables hold
     mirrored = [r for r in find_runs([results / "runs"]).runs if r.path.name in shown]
     written = protocol.write_selection(choices, results)
-    for family in ("glue", "style"):
+    for family in ("glue", "style", "instruct"):
         runs = [r for r in mirrored if r.family == family]
         if runs:
             report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
@@ -368,7 +369,7 @@ reloads the runs' saved adapters, which stay under `runs/reproduce/`).
 - `glue.md` / `glue.csv`: task × method, mean ± sample std over seeds (n shown), main metric at the
   best dev checkpoint among those at the final budget, the final checkpoint beside it, trainable
   parameters initial → final, train time{"; one table per rank budget (the CSV's `budget` column)" if main is not None else ""}.
-{"- `selection.md` / `selection.json`: each adapter method's learning-rate choice per task and budget (see Protocol)." + chr(10) if (results / "selection.md") in written else ""}- `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
+{"- `selection.md` / `selection.json`: each adapter method's learning-rate choice per task and budget (see Protocol)." + chr(10) if (results / "selection.md") in written else ""}{"- `instruct.md` / `instruct.csv`: instruction tuning, the dev loss on the held-out slice (main metric `neg_loss` = -loss, so higher is better, like every other main metric), per-token loss and perplexity." + chr(10) if (results / "instruct.md") in written else ""}- `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
   runner's own classifier; its held-out accuracy is in each run's metrics.json), perplexity, G-score,
   and sample rewrites.
 - `efficiency.md`: train time per epoch, step time relative to LoRA on the same task, peak memory;

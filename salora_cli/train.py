@@ -80,6 +80,11 @@ class Trainer:
             raise SaloraError(f"task {cfg.task}: the training split is empty")
         self.eval_set = subset(self.splits[self.task.eval_split], t.max_eval_samples, t.seed)
         self.model, self.tokenizer = self.task.build_model(cfg.model)
+        # with the tokenizer known, a task may drop what cannot fit (instruction tuning: over-long prompts)
+        self.train_set = self.task.fit_to_length(self.tokenizer, self.train_set, t.max_length, "train")
+        self.eval_set = self.task.fit_to_length(self.tokenizer, self.eval_set, t.max_length, self.task.eval_split)
+        if not self.train_set:
+            raise SaloraError(f"task {cfg.task}: no training example fits train.max_length={t.max_length}")
 
         check_installed(t.trackers())
         self.accelerator = Accelerator(
@@ -457,6 +462,9 @@ class Trainer:
         }
         if test is not None:
             metrics["test"] = test
+        data = self.task.data_summary()
+        if data:
+            metrics["data"] = data
         metrics["processes"] = {"count": self.accelerator.num_processes,
                                 "structure_agrees": self._structure_agrees()}
         if not self.accelerator.is_main_process:

@@ -69,6 +69,17 @@ class Task:
         return self.score(examples, self.predict(model, tokenizer, examples, batch_size=batch_size,
                                                  max_length=max_length, device=device))
 
+    def fit_to_length(self, tokenizer: Any, examples: list[Example], max_length: int, split: str) -> list[Example]:
+        """The examples that can be used at `max_length` tokens, once the tokenizer is known (default:
+        all). A task that drops some (instruction tuning: a prompt longer than the cutoff) counts them
+        in `data_summary`."""
+        return examples
+
+    def data_summary(self) -> dict[str, Any]:
+        """What the run's record should say about the data read (source, records skipped and why);
+        written to metrics.json as "data" when not empty."""
+        return {}
+
     def outputs_to_save(self) -> list[dict[str, Any]]:
         """Rows the runner writes to generations.jsonl after the final scoring (none by default)."""
         return []

@@ -60,18 +60,24 @@ def prompt_ids(tokenizer: Any, prompt: str, max_length: int | None = None) -> li
     return ids
 
 
-def _target_ids(tokenizer: Any, prompt: str, target: str) -> list[int]:
-    """Ids of " <target>" as they come out when tokenised after the prompt.
+def continuation_ids(tokenizer: Any, prompt: str, continuation: str) -> list[int]:
+    """Ids of `continuation` as they come out when tokenised right after the prompt.
 
-    Tokenising prompt + target in one go and cutting off the prompt's ids keeps word-boundary
+    Tokenising prompt + continuation in one go and cutting off the prompt's ids keeps word-boundary
     tokens (e.g. BPE's leading-space tokens) exactly as a single pass produces them. If the prompt's
-    ids are not a prefix (a merge across the boundary), the target is tokenised alone instead.
+    ids are not a prefix (a merge across the boundary), the continuation is tokenised alone instead,
+    so the prompt's ids stay those generation starts from.
     """
     head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full = tokenizer(prompt + " " + target, add_special_tokens=False)["input_ids"]
+    full = tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
     if full[:len(head)] == head:
         return full[len(head):]
-    return tokenizer(" " + target, add_special_tokens=False)["input_ids"]
+    return tokenizer(continuation, add_special_tokens=False)["input_ids"]
+
+
+def _target_ids(tokenizer: Any, prompt: str, target: str) -> list[int]:
+    """Ids of " <target>" after the style prompt (which ends in "Output:")."""
+    return continuation_ids(tokenizer, prompt, " " + target)
 
 
 def build_training_features(tokenizer: Any, prompt: str, target: str, max_length: int) -> dict[str, list[int]]:

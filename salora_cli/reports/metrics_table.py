@@ -34,12 +34,14 @@ GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 GLUE_LABELS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
                "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE"}
 METHOD_ORDER = ("salora", "lora", "adalora", "full", "bitfit")
-FAMILY_ORDER = ("glue", "style", "other")
-FAMILY_TITLES = {"glue": "GLUE", "style": "Text style transfer", "other": "Other tasks"}
+FAMILY_ORDER = ("glue", "style", "instruct", "other")
+FAMILY_TITLES = {"glue": "GLUE", "style": "Text style transfer",
+                 "instruct": "Instruction tuning (held-out dev slice; neg_loss = -loss, higher is better)",
+                 "other": "Other tasks"}
 METRIC_LABELS = {
     "matthews_corrcoef": "MCC", "accuracy": "Acc", "accuracy_m": "Acc-m", "accuracy_mm": "Acc-mm",
     "f1": "F1", "pearson": "Pearson", "spearman": "Spearman", "bleu": "BLEU",
-    "self_bleu": "self-BLEU", "perplexity": "PPL", "g_score": "G-score",
+    "self_bleu": "self-BLEU", "perplexity": "PPL", "g_score": "G-score", "neg_loss": "-loss", "loss": "loss",
 }
 GLUE_AVERAGE_TASK = "glue/average"
 DAGGER = "†"
@@ -420,7 +422,10 @@ class MetricsReport:
             "the main metric at the last training step. Where every run of a table also has a held-out "
             "test evaluation, that table's other metric columns are the test metrics (marked *test*).",
             "",
-            "Metrics are percentages (0–100) except perplexity (PPL, lower is better). *Params* are the "
+            "Metrics are percentages (0–100) except perplexity (PPL, lower is better)"
+            + (" and the instruction-tuning losses (mean nats per response token; -loss, its negation, is the "
+               "main metric so that higher is better everywhere)" if self._family_rows("instruct") else "")
+            + ". *Params* are the "
             "trainable parameters at the start → at the end of training (SaLoRA removes closed components, "
             "so its count shrinks; peft's AdaLoRA masks pruned components to zero but keeps them, so its "
             "count does not, although its active rank ends at the same budget); *Time* is the mean training wall-clock time in seconds. The GLUE average "

@@ -121,9 +121,9 @@ class RunRecord:
 
     @property
     def family(self) -> str:
-        """"glue", "style" or "other": each family gets its own metric table."""
+        """"glue", "style", "instruct" or "other": each family gets its own metric table."""
         head = self.task.split("/", 1)[0] if "/" in self.task else ""
-        return head if head in ("glue", "style") else "other"
+        return head if head in ("glue", "style", "instruct") else "other"
 
     @property
     def short_task(self) -> str:
