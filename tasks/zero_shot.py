@@ -1,0 +1,76 @@
+"""Zero-shot style transfer with an instruction-following LM: the prompt, and the answer cut.
+
+The model sees the Alpaca template (tasks.alpaca_template) with a fixed instruction per target style
+and the lower-cased source as the input; it is never trained on the style data.
+
+The answer cut (`cut_answer`), applied to the text the model wrote after the prompt (the prompt's own
+tokens are never decoded, so the template cannot be echoed back into the answer):
+1. the text ends at EOS (special tokens are dropped by decoding);
+2. it is cut at the first "###" (the template's next block: a model that goes on writes
+   "### Instruction:" or "### Input:") and at the first blank line;
+3. the first non-empty line is kept: a rewrite of a one-line source is one line;
+4. a template field label at its start ("Response:", "Output:", "Answer:", "Rewrite:") is dropped: it is
+   the template's field name repeated, not content;
+5. one pair of quotes around the whole line is dropped when the source is not quoted itself (the model
+   quoting its rewrite; sources and references carry no such quotes);
+6. at most as many sentences are kept as the source has (at least one; a sentence ends with . ! or ?
+   followed by a space): a second sentence after a one-sentence rewrite is chatter ("The food was great.
+   I changed the sentiment.").
+Nothing else is removed: a lead-in such as "Here is the rewritten sentence:" stays in the answer and is
+counted as off-task (tasks.output_checks), since a reader would see it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from tasks.alpaca_template import alpaca_prompt
+
+# Instructions by target style, as the style-transfer benchmark's zero-shot script words them.
+DEFAULT_INSTRUCTIONS: dict[str, dict[str, str]] = {
+    "yelp": {
+        "positive": "Please change the sentiment of the following sentence to be more positive.",
+        "negative": "Please change the sentiment of the following sentence to be more negative.",
+    },
+    "gyafc": {
+        "formal": "Please rewrite the following sentence to be more formal.",
+        "informal": "Please rewrite the following sentence to be more informal.",
+    },
+}
+
+ANSWER_END_MARKS = ("###",)  # where the template's next block would start
+FIELD_LABEL = re.compile(r"^(?:response|output|answer|rewrite|rewritten)\s*:\s*", re.IGNORECASE)
+QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("'", "'"))
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def transfer_prompt(instruction: str, source: str, lowercase: bool = True) -> str:
+    """The Alpaca prompt with the instruction and the (lower-cased) source as its input."""
+    return alpaca_prompt(instruction, source.lower() if lowercase else source)
+
+
+def sentences(text: str) -> list[str]:
+    """`text` split after each . ! or ? that a space follows (tokenised Yelp text: " ." counts too)."""
+    return [s for s in SENTENCE_END.split(text.strip()) if s]
+
+
+def _strip_quotes(line: str, source: str) -> str:
+    for left, right in QUOTE_PAIRS:
+        if len(line) > 1 and line.startswith(left) and line.endswith(right) and not source.strip().startswith(left):
+            return line[len(left):-len(right)].strip()
+    return line
+
+
+def cut_answer(generated: str, source: str, end_marks: Sequence[str] = ANSWER_END_MARKS) -> str:
+    """The rewrite inside a generated continuation (the rule in the module docstring)."""
+    text = generated
+    for mark in end_marks:
+        text = text.split(mark, 1)[0]
+    text = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = FIELD_LABEL.sub("", lines[0]).strip()
+    line = _strip_quotes(line, source)
+    keep = max(1, len(sentences(source)))
+    return " ".join(sentences(line)[:keep])
