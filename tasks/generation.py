@@ -112,11 +112,9 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
     device = torch.device(device) if device is not None else _device_of(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     # A fresh config, so a checkpoint's own generation_config.json (sampling, penalties) cannot leak in.
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, use_cache=True,
-        pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-        **(options or {}),
-    )
+    fields = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, use_cache=True,
+                  pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = GenerationConfig(**{**fields, **(options or {})})
     encoded = [prompt_ids(tokenizer, p, max_prompt_length) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     outputs: list[str] = [""] * len(encoded)
@@ -132,7 +130,7 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
             mask[row, width - len(seq):] = 1
         processors = LogitsProcessorList()
         if banned_ids is not None and any(banned_ids[i] for i in chunk):
-            processors.append(RowBanProcessor([banned_ids[i] for i in chunk], num_beams))
+            processors.append(RowBanProcessor([banned_ids[i] for i in chunk], config.num_beams))
         stopping = StoppingCriteriaList()
         if line_end is not None:
             line_end.width = width

@@ -1,7 +1,8 @@
 """Zero-shot style transfer with an instruction-following LM: the prompt, and the answer cut.
 
 The model sees the Alpaca template (tasks.alpaca_template) with a fixed instruction per target style
-and the lower-cased source as the input; it is never trained on the style data.
+(the recorded defaults live in salora_cli.transfer_config) and the lower-cased source as the input; it
+is never trained on the style data.
 
 The answer cut (`cut_answer`), applied to the text the model wrote after the prompt (the prompt's own
 tokens are never decoded, so the template cannot be echoed back into the answer):
@@ -25,18 +26,6 @@ import re
 from typing import Sequence
 
 from tasks.alpaca_template import alpaca_prompt
-
-# Instructions by target style, as the style-transfer benchmark's zero-shot script words them.
-DEFAULT_INSTRUCTIONS: dict[str, dict[str, str]] = {
-    "yelp": {
-        "positive": "Please change the sentiment of the following sentence to be more positive.",
-        "negative": "Please change the sentiment of the following sentence to be more negative.",
-    },
-    "gyafc": {
-        "formal": "Please rewrite the following sentence to be more formal.",
-        "informal": "Please rewrite the following sentence to be more informal.",
-    },
-}
 
 ANSWER_END_MARKS = ("###",)  # where the template's next block would start
 FIELD_LABEL = re.compile(r"^(?:response|output|answer|rewrite|rewritten)\s*:\s*", re.IGNORECASE)
