@@ -244,3 +244,72 @@ def test_bad_task_is_one_line(capsys, tiny_llama):
     code, _, err = run_cli(["transfer", tiny_llama, "--task", "imdb"], capsys)
     assert code == 2
     assert_clean_error(code, err, "unknown transfer task 'imdb'")
+
+
+# -------------------------------------------------------------------------------------------- style.md
+def _fake_transfer(folder, method, seed, g, outputs):
+    """A transfer folder as salora transfer writes it (no model): two sources per direction."""
+    from salora_cli.reports.runs import load_run
+
+    folder.mkdir(parents=True)
+    sources = [("the food was cold .", "negative", "positive"), ("bad service .", "negative", "positive"),
+               ("great staff !", "positive", "negative"), ("i love it .", "positive", "negative")]
+    rows = [{"source": s, "source_style": a, "target_style": b, "references": ["ref"], "content": s,
+             "generation": o} for (s, a, b), o in zip(sources, outputs)]
+    (folder / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    block = {"n": 4, "accuracy": 50.0, "bleu": g * g / 50.0, "self_bleu": 30.0, "g_score": g, "perplexity": 90.0,
+             "perplexity_sources": 100.0, "perplexity_references": 60.0, "perplexity_ratio": 1.5,
+             "share_empty": 0.0, "share_echo": 25.0, "share_off_task": 25.0}
+    (folder / "metrics.json").write_text(json.dumps({
+        "kind": "transfer", "status": "finished", "task": "transfer/yelp", "method": method, "seed": seed,
+        "model": "smollm2-135m", "main_metric": "g_score",
+        "test": {"split": "test", "metrics": block, "generate_s_per_1000": 100.0,
+                 "directions": {"negative_to_positive": block, "positive_to_negative": block}}}))
+    return load_run(folder)
+
+
+def test_style_report_task_agnostic(tmp_path):
+    from salora_cli.reports.style_report import write_style_report
+
+    runs = [_fake_transfer(tmp_path / "base", "base", None, 10.0, ["a", "b", "c", "d"]),
+            _fake_transfer(tmp_path / "s0", "salora", 0, 30.0, ["a", "x", "c", "y"]),
+            _fake_transfer(tmp_path / "s1", "salora", 1, 20.0, ["a", "x", "c", "y"]),
+            _fake_transfer(tmp_path / "l0", "lora", 0, 25.0, ["a", "x", "z", "y"]),
+            _fake_transfer(tmp_path / "l1", "lora", 1, 22.0, ["a", "x", "z", "y"])]
+    written = write_style_report(runs, tmp_path)
+    md = (tmp_path / "style.md").read_text()
+    assert written[0] == tmp_path / "style.md"
+    for header in ("ref-BLEU", "self-BLEU", "PPL rewrites", "PPL sources", "PPL refs", "empty %", "echo %", "off-task %"):
+        assert header in md
+    assert md.index("| base |") < md.index("| salora · seed 0 |") < md.index("| lora · seed 0 |")
+    assert "salora · mean of 2 seeds" in md
+    assert "| base / salora · seed 0 | 50.0 % | 4 |" in md and "| salora · seed 0 / lora · seed 0 | 75.0 % | 4 |" in md
+    assert "SaLoRA is ahead on 1 of 2 seed(s)" in md  # 30 vs 25 ahead, 20 vs 22 behind
+    assert "#### negative → positive (2 of 2 sources)" in md
+    assert "Alternative" not in md  # no task-specific runs given
+
+
+def test_reproduce_keeps_the_transfers_of_planned_runs_and_base_models(tmp_path):
+    """results/ is rebuilt from copies: a planned run's RUN/transfer/<task> and a base model's transfer under
+    the grid folder are copied with their place; a transfer of an unplanned run is left out."""
+    from salora_cli.reports.runs import load_run
+    from salora_cli.reproduce import _copy_provenance, _planned_transfers
+
+    root = tmp_path / "grid"
+    planned = root / "instruct_lora_seed0"
+    planned.mkdir(parents=True)
+    base = _fake_transfer(root / "transfer" / "smollm2-135m" / "yelp", "base", None, 10.0, ["a"] * 4)
+    ours = _fake_transfer(planned / "transfer" / "yelp", "lora", 0, 20.0, ["b"] * 4)
+    other = _fake_transfer(tmp_path / "elsewhere" / "transfer" / "yelp", "lora", 1, 20.0, ["c"] * 4)
+    for record, subject in ((ours, planned), (other, tmp_path / "elsewhere")):
+        data = json.loads((record.path / "metrics.json").read_text())
+        (record.path / "metrics.json").write_text(json.dumps({**data, "subject_run": str(subject)}))
+    records = [load_run(r.path) for r in (base, ours, other)]
+    planned_record = type("R", (), {"path": planned})()
+    kept = _planned_transfers(records, [planned_record], root)
+    assert [r.path for r in kept] == [base.path, ours.path]
+    dest = tmp_path / "copies"
+    dest.mkdir()
+    _copy_provenance(kept, root, dest)
+    assert (dest / "transfer" / "smollm2-135m" / "yelp" / "generations.jsonl").is_file()
+    assert (dest / "instruct_lora_seed0" / "transfer" / "yelp" / "metrics.json").is_file()
