@@ -184,12 +184,13 @@ def generate(model, tokenizer, examples: list[dict], tc: TransferConfig) -> list
     import torch
 
     from tasks.generation import generate_texts
-    from tasks.zero_shot import transfer_prompt
+    from tasks.zero_shot import answer_complete, transfer_prompt
 
     torch.manual_seed(tc.seed)
     prompts = [transfer_prompt(tc.instruction(ex["target_style"]), ex["source"], tc.lowercase) for ex in examples]
+    done = (lambda i, text: answer_complete(text, examples[i]["source"])) if tc.stop_at_answer_end else None
     return generate_texts(model, tokenizer, prompts, batch_size=tc.batch_size, max_new_tokens=tc.max_new_tokens,
-                          options=tc.generation_options(), stop_at_line_end=tc.stop_at_line_end, clean=None)
+                          options=tc.generation_options(), stop_when=done, clean=None)
 
 
 def with_cut(examples: list[dict], raw: list[str]) -> list[dict]:

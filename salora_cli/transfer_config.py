@@ -59,9 +59,9 @@ class TransferConfig:
     top_k: int = field(default=40, metadata={"help": "Top-k cut (only with --do-sample)"})
     num_beams: int = field(default=4, metadata={"help": "Beams (1 = greedy)"})
     max_new_tokens: int = field(default=128, metadata={"help": "Most tokens generated per rewrite"})
-    stop_at_line_end: bool = field(default=True, metadata={"help": (
-        "End a rewrite (a beam) at the end of its first line of content or at '###' (the answer cut keeps "
-        "no more); off: only EOS or max_new_tokens end it")})
+    stop_at_answer_end: bool = field(default=True, metadata={"help": (
+        "End a rewrite (a beam) once the answer cut cannot change any more: '###', a line of content and a "
+        "newline, or a sentence more than the cut keeps (tasks.zero_shot); off: only EOS or max_new_tokens")})
     batch_size: int = field(default=16, metadata={"help": "Prompts generated together (left-padded)"})
     seed: int = field(default=0, metadata={"help": "Seed (matters only with --do-sample)"})
     style_scoring: bool = field(default=True, metadata={"help": (

@@ -10,17 +10,18 @@ source's deleted style words, so the model cannot put the source sentiment back)
 applies them row by row, so batching still changes nothing.
 
 Zero-shot transfer (salora_cli.transfer) uses three more knobs: `options` (further GenerationConfig
-fields, e.g. do_sample and its temperature / top-p / top-k), `stop_at_line_end` (a row, or a beam, ends
-as soon as its text holds a line of content followed by a newline, or "###": the answer cut keeps only
-that first line, so the rest would be generated for nothing) and `clean` (None returns the decoded
-continuation as it is, for a cut that needs more than the text).
+fields, e.g. do_sample and its temperature / top-p / top-k), `stop_when` (a test on a prompt's text so
+far that ends its row, or its beam, e.g. once the answer cut can no longer change: the rest would be
+generated for nothing) and `clean` (None returns the decoded continuation as it is, for a cut that
+needs more than the text).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria,
+                          StoppingCriteriaList)
 
 from tasks.prompts import prompt_ids
 
@@ -54,33 +55,22 @@ class RowBanProcessor(LogitsProcessor):
         return scores
 
 
-class AnswerLineEnd(StoppingCriteria):
-    """Ends a row (a beam, under beam search) once the text after the prompt holds a line of content
-    and then a newline, or the template mark "###". Only rows whose last token can complete such an
-    ending are decoded, so the check costs little per step."""
+class StopWhenDone(StoppingCriteria):
+    """Ends a row (a beam, under beam search) once `done(prompt index, text after the prompt)` says so.
+    generate() keeps each prompt's rows together (beams, and the candidates it ranks, in equal numbers),
+    so row r of n belongs to prompt r * prompts // n of the batch."""
 
-    def __init__(self, tokenizer: Any, marks: Sequence[str] = ("###",)) -> None:
-        self.tokenizer, self.marks = tokenizer, tuple(marks)
-        self.width = 0  # the prompt columns of the current batch (set per batch)
-        vocab = range(len(tokenizer))
-        pieces = tokenizer.convert_ids_to_tokens(list(vocab))
-        texts = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
-        self.enders = torch.tensor([("\n" in t or "#" in t) for t in texts] + [False])
-
-    def ended(self, text: str) -> bool:
-        if any(mark in text for mark in self.marks):
-            return True
-        return "\n" in text.lstrip()
+    def __init__(self, done: Callable[[int, str], bool], tokenizer: Any) -> None:
+        self.done, self.tokenizer = done, tokenizer
+        self.width, self.prompts = 0, []  # the batch's prompt columns and prompt indices (set per batch)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        rows = input_ids.shape[0]
         if input_ids.shape[1] <= self.width:
-            return done
-        last = input_ids[:, -1].clamp(max=len(self.enders) - 1).cpu()
-        for row in torch.nonzero(self.enders[last]).flatten().tolist():
-            text = self.tokenizer.decode(input_ids[row, self.width:], skip_special_tokens=True)
-            done[row] = self.ended(text)
-        return done
+            return torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+        texts = self.tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
+        flags = [self.done(self.prompts[r * len(self.prompts) // rows], t) for r, t in enumerate(texts)]
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
 
 def first_token_in_text(tokenizer: Any, word: str) -> int | None:
@@ -100,11 +90,12 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
                    max_new_tokens: int = 64, num_beams: int = 1, max_prompt_length: int | None = None,
                    device: torch.device | str | None = None,
                    banned_ids: Sequence[Sequence[int]] | None = None, options: dict[str, Any] | None = None,
-                   stop_at_line_end: bool = False,
+                   stop_when: Callable[[int, str], bool] | None = None,
                    clean: Callable[[str], str] | None = clean_generation) -> list[str]:
     """One cleaned rewrite per prompt, in the order of `prompts`; `banned_ids[i]`: token ids prompt i's
     rewrite may not contain; `options`: further GenerationConfig fields (they win over the defaults
-    above); `clean` None: the decoded continuation uncut."""
+    above); `stop_when(i, text)`: True ends prompt i's row (beam) with that text; `clean` None: the
+    decoded continuation uncut."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if banned_ids is not None and len(banned_ids) != len(prompts):
@@ -118,7 +109,7 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
     encoded = [prompt_ids(tokenizer, p, max_prompt_length) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     outputs: list[str] = [""] * len(encoded)
-    line_end = AnswerLineEnd(tokenizer) if stop_at_line_end else None
+    stopper = StopWhenDone(stop_when, tokenizer) if stop_when is not None else None
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         width = max(len(encoded[i]) for i in chunk)
@@ -132,9 +123,9 @@ def generate_texts(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str
         if banned_ids is not None and any(banned_ids[i] for i in chunk):
             processors.append(RowBanProcessor([banned_ids[i] for i in chunk], config.num_beams))
         stopping = StoppingCriteriaList()
-        if line_end is not None:
-            line_end.width = width
-            stopping.append(line_end)
+        if stopper is not None:
+            stopper.width, stopper.prompts = width, list(chunk)
+            stopping.append(stopper)
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                              generation_config=config, logits_processor=processors, stopping_criteria=stopping)
         new_tokens = out[:, width:].tolist()

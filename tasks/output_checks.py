@@ -7,7 +7,8 @@ Each check looks at one (cut) rewrite and its source; `check_output` gives every
   as in the Yelp release, punctuation tokens dropped), so "The food was great" echoes "the food was great ."
 - "refusal": a phrase from REFUSAL_PHRASES ("i'm sorry", "as an ai", "i cannot", ...).
 - "comment": a phrase from COMMENT_PHRASES, words about the sentence or the task instead of a rewrite
-  of it ("this sentence", "here is", "rewritten", "the sentiment", ...).
+  of it ("this sentence", "here is", "rewritten", "the sentiment", ...), or a reply to the user
+  ("i'm glad to hear", "you're looking for", "let me know", ...).
 - "loop": a repetition loop: a word repeated LOOP_RUN times in a row, or, in a rewrite of at least
   LOOP_MIN_WORDS words, a share of repeated word LOOP_N-grams (n-grams seen earlier in the same rewrite)
   of at least LOOP_SHARE.
@@ -32,6 +33,9 @@ COMMENT_PHRASES = (
     "the text", "this text", "here is", "here's", "rewritten", "rephrased", "revised", "the sentiment",
     "the tone", "more positive", "more negative", "more formal", "more informal", "the instruction",
     "this review", "the review", "the following",
+    # replies to the user instead of a rewrite (seen from SmolLM2-135M-Instruct on Yelp)
+    "you're looking for", "i'm glad to hear", "glad to hear that", "i'd be happy to", "happy to help",
+    "let me know", "your response", "i would love to hear", "your thoughts",
 )
 LOOP_RUN = 4  # the same word this many times in a row
 LOOP_N = 3  # n-gram size for the repeated share

@@ -12,13 +12,16 @@ tokens are never decoded, so the template cannot be echoed back into the answer)
 3. the first non-empty line is kept: a rewrite of a one-line source is one line;
 4. a template field label at its start ("Response:", "Output:", "Answer:", "Rewrite:") is dropped: it is
    the template's field name repeated, not content;
-5. one pair of quotes around the whole line is dropped when the source is not quoted itself (the model
-   quoting its rewrite; sources and references carry no such quotes);
-6. at most as many sentences are kept as the source has (at least one; a sentence ends with . ! or ?
-   followed by a space): a second sentence after a one-sentence rewrite is chatter ("The food was great.
-   I changed the sentiment.").
+5. at most as many sentences are kept as the source has (at least one; a sentence ends with . ! or ?,
+   or one of them and a closing quote, followed by a space): a second sentence after a one-sentence
+   rewrite is chatter ("The food was great. I changed the sentiment.");
+6. one pair of quotes around what is left is dropped when the source is not quoted itself (the model
+   quoting its rewrite; sources and references carry no such quotes).
 Nothing else is removed: a lead-in such as "Here is the rewritten sentence:" stays in the answer and is
 counted as off-task (tasks.output_checks), since a reader would see it.
+
+`answer_complete` says when generating more cannot change the cut (a "###", a line of content ended by
+a newline, or one sentence more than the cut keeps has begun): tasks.generation stops a row there.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from tasks.alpaca_template import alpaca_prompt
 ANSWER_END_MARKS = ("###",)  # where the template's next block would start
 FIELD_LABEL = re.compile(r"^(?:response|output|answer|rewrite|rewritten)\s*:\s*", re.IGNORECASE)
 QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("'", "'"))
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"”'])\s+")
 
 
 def transfer_prompt(instruction: str, source: str, lowercase: bool = True) -> str:
@@ -60,6 +63,19 @@ def cut_answer(generated: str, source: str, end_marks: Sequence[str] = ANSWER_EN
     if not lines:
         return ""
     line = FIELD_LABEL.sub("", lines[0]).strip()
-    line = _strip_quotes(line, source)
-    keep = max(1, len(sentences(source)))
-    return " ".join(sentences(line)[:keep])
+    line = " ".join(sentences(line)[:_kept_sentences(source)])
+    return _strip_quotes(line, source)
+
+
+def _kept_sentences(source: str) -> int:
+    return max(1, len(sentences(source)))
+
+
+def answer_complete(generated: str, source: str, end_marks: Sequence[str] = ANSWER_END_MARKS) -> bool:
+    """Whether `cut_answer` of `generated` is final: whatever is generated next gets cut away."""
+    if any(mark in generated for mark in end_marks):
+        return True
+    text = generated.lstrip()
+    if "\n" in text:
+        return True
+    return len(sentences(FIELD_LABEL.sub("", text))) > _kept_sentences(source)

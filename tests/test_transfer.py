@@ -14,7 +14,7 @@ from tasks.generation import generate_texts
 from tasks.output_checks import check_output, outcome_shares, repeated_share
 from tasks.style_metrics import corpus_bleu
 from tasks.transfer_metrics import plain_text
-from tasks.zero_shot import cut_answer, transfer_prompt
+from tasks.zero_shot import answer_complete, cut_answer, transfer_prompt
 from test_style_generation import VOCAB
 from salora_cli.transfer_config import INSTRUCTIONS
 
@@ -56,10 +56,21 @@ def test_cut_answer(generated, expected):
     assert cut_answer(generated, SOURCE) == expected
 
 
+@pytest.mark.parametrize("generated", [
+    "The food was warm. I changed the sentiment.", "The food was warm.\nExplanation: none", "### Input: x",
+    '"The food was warm." I replaced cold.', "Response: The food was warm. Done.", "\n\nThe food was warm.\n\nMore",
+])
+def test_answer_complete_agrees_with_the_cut(generated):
+    """Once answer_complete says so for a prefix, generating the rest does not change the cut."""
+    first = next(i for i in range(1, len(generated) + 1) if answer_complete(generated[:i], SOURCE))
+    assert cut_answer(generated[:first], SOURCE) == cut_answer(generated, SOURCE)
+
+
 def test_cut_answer_keeps_as_many_sentences_as_the_source():
     source = "i went there . it was bad ."
     assert cut_answer("I went there. It was great. Hope this helps!", source) == "I went there. It was great."
     assert cut_answer('"hi"', '"hi" she said') == '"hi"'  # the source is quoted itself: quotes kept
+    assert cut_answer('"The food was warm." I replaced cold.', SOURCE) == "The food was warm."
 
 
 # -------------------------------------------------------------------------------------- output checks
@@ -72,6 +83,7 @@ def test_cut_answer_keeps_as_many_sentences_as_the_source():
     ("This sentence expresses a negative sentiment.", "the food was cold .", "comment"),
     ("Here is the rewritten sentence:", "the food was cold .", "comment"),
     ("The sentiment of the sentence is negative.", "the food was cold .", "comment"),
+    ("It seems like you're looking for a positive response.", "the food was cold .", "comment"),  # a reply
     ("good good good good food", "bad food", "loop"),  # a word 4 times in a row
     ("the food is good and the food is good and the food is good", "bad food", "loop"),  # repeated 3-grams
     ("The food was warm and tasty.", "the food was cold .", "rewrite"),
@@ -147,7 +159,8 @@ def test_batched_generation_equals_one_at_a_time():
     sources = ["i luv my family sooo much", "he is such a jerk lol", "u r never 2 old to find love",
                "dont let them push u around", "I love my family very much ."]
     prompts = [transfer_prompt(INSTRUCTIONS["formal"], s) for s in sources]
-    kw = dict(max_new_tokens=8, stop_at_line_end=True, clean=None, options={"num_beams": 1, "do_sample": False})
+    done = lambda i, text: answer_complete(text, sources[i])  # noqa: E731
+    kw = dict(max_new_tokens=8, stop_when=done, clean=None, options={"num_beams": 1, "do_sample": False})
     batched = generate_texts(model, tok, prompts, batch_size=4, **kw)
     alone = [generate_texts(model, tok, [p], batch_size=1, **kw)[0] for p in prompts]
     assert batched == alone and all(batched)
@@ -164,8 +177,9 @@ def test_generation_stops_at_the_template_mark():
         model.lm_head.weight[mark] += 50.0 * model.model.norm.weight.sign()
     prompts = [transfer_prompt(INSTRUCTIONS["formal"], "he is such a jerk lol")]
     kw = dict(max_new_tokens=6, clean=None, options={"num_beams": 2, "do_sample": False})
-    stopped = generate_texts(model, tok, prompts, stop_at_line_end=True, **kw)[0]
-    going = generate_texts(model, tok, prompts, stop_at_line_end=False, **kw)[0]
+    done = lambda i, text: answer_complete(text, "he is such a jerk lol")  # noqa: E731
+    stopped = generate_texts(model, tok, prompts, stop_when=done, **kw)[0]
+    going = generate_texts(model, tok, prompts, **kw)[0]
     assert stopped.split().count("###") == 1 and len(going.split()) > len(stopped.split())
 
 
