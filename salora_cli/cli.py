@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.text import Text
 
 from salora_cli import config as cfgmod
-from salora_cli.cli_options import config_flags, with_config_flags
+from salora_cli.cli_options import config_flags, with_config_flags, with_dataclass_flags
 from salora_cli.errors import Interrupted, SaloraError
+from salora_cli.transfer_config import TransferConfig
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune language models with SaLoRA and reproduce its experiments.")
@@ -226,13 +227,44 @@ def eval_cmd(
     data_dir: Annotated[Optional[Path], Opt(metavar="DIR", help="Where the run's data is now (default: the "
                                                                "data_dir in its config.yaml)")] = None,
 ):
-    """Reload a run (config + saved weights) and recompute its metrics."""
+    """Reload a run (config + saved weights) and recompute its metrics. On a transfer folder (salora
+    transfer): rescore its generations.jsonl and compare with its metrics.json."""
     _quiet_libraries()
     from salora_cli.evaluation import evaluate_run
     from salora_cli.style_scoring import attach_scorers
+    from salora_cli.transfer import is_transfer_folder, rescore_folder
+
+    if is_transfer_folder(run_dir):
+        _, written = rescore_folder(run_dir, console)
+        _wrote([written])
+        return
 
     _, written = evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir, scorers=attach_scorers)
     _wrote([written])
+
+
+@app.command("transfer")
+@with_dataclass_flags(TransferConfig, "Transfer settings (recorded in the output's config.yaml)", exclude=("task",))
+def transfer_cmd(
+    run_or_model: Annotated[str, Arg(metavar="RUN_OR_MODEL", help="A causal-LM run folder (its adapter on its base "
+                                     "model), or a model: hub id, local folder, or offline alias (smollm2-135m)")],
+    task: Annotated[str, Opt(help=f"Style task: {', '.join(STYLE_TASKS)}")],
+    out: Annotated[Optional[Path], Opt(metavar="DIR", help="Output folder (default: RUN/transfer/<task> for a "
+                                                           "run, runs/transfer/<model>/<task> for a model)")] = None,
+    overwrite: Annotated[bool, Opt(help="Replace an earlier transfer in the output folder")] = False,
+    overrides: dict = None,
+):
+    """Zero-shot style transfer of a run or a base model (Alpaca template, fixed instructions), scored with
+    BLEU, self-BLEU, style accuracy, G, fluency (perplexity under the base LM) and what a reader would see."""
+    _quiet_libraries()
+    from salora_cli.transfer import run_transfer
+
+    try:
+        settings = TransferConfig(task=task, **(overrides or {}))
+    except TypeError as exc:  # pragma: no cover - the flags are the fields
+        raise SaloraError(str(exc)) from None
+    written = run_transfer(run_or_model, settings, out, overwrite, console)
+    _wrote(sorted(written.iterdir()))
 
 
 @app.command("export")

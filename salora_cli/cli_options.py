@@ -118,9 +118,28 @@ def with_config_flags(exclude: Iterable[str] = (), help_text: dict[str, str] | N
     instead, and the command receives the flags given on the command line as a nested dict of
     config keys (an override layer above the YAML). `exclude` leaves keys out; `help_text` replaces
     the help of some keys for this command."""
-    skip, help_text = set(exclude), help_text or {}
-    flags = [f for f in config_flags() if f.key not in skip]
+    skip = set(exclude)
+    return _with_flags([f for f in config_flags() if f.key not in skip], help_text or {})
 
+
+def dataclass_flags(cls: type, panel: str, exclude: Iterable[str] = ()) -> list[ConfigFlag]:
+    """One flag per scalar field of a settings dataclass (e.g. salora_cli.transfer_config.TransferConfig)."""
+    skip, hints = set(exclude), typing.get_type_hints(cls)
+    flags = []
+    for f in dataclasses.fields(cls):
+        tp, optional = _scalar_type(hints[f.name])
+        if tp is not None and f.name not in skip:
+            flags.append(ConfigFlag(key=f.name, type=tp, optional=optional, default=f.default,
+                                    help=f.metadata.get("help", ""), panel=panel))
+    return flags
+
+
+def with_dataclass_flags(cls: type, panel: str, exclude: Iterable[str] = ()) -> Callable[[Callable], Callable]:
+    """Like `with_config_flags`, for one settings dataclass: `overrides` holds the fields given."""
+    return _with_flags(dataclass_flags(cls, panel, exclude), {})
+
+
+def _with_flags(flags: list[ConfigFlag], help_text: dict[str, str]) -> Callable[[Callable], Callable]:
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         own = [p for name, p in signature.parameters.items() if name != "overrides"]

@@ -225,17 +225,26 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
 
     every = plan(profile, Path(__file__).resolve().parents[1])
     scan = find_runs([runs_root])
-    planned = _planned_runs(scan.runs, {p.folder_name for p in every}, console)
+    planned = _planned_runs([r for r in scan.runs if r.family != "transfer"], {p.folder_name for p in every}, console)
+    transfers = _planned_transfers(scan.runs, planned, runs_root)
     # runs/ is not committed; what every number rests on (config, command, metrics, ranks, outputs)
     # is copied into results/runs/, and the tables and rank maps are built from that copy.
-    rd.replace_folder(results / "runs", lambda tmp: _copy_provenance(planned, runs_root, tmp))
+    rd.replace_folder(results / "runs", lambda tmp: _copy_provenance(planned + transfers, runs_root, tmp))
     # the lr choice is made again from the copies, so results/ alone shows how it was made
     choices = protocol.select(every, results / "runs")
     shown = protocol.reported(every, choices)  # folder -> budget: the runs the tables hold
-    mirrored = [r for r in find_runs([results / "runs"]).runs if r.path.name in shown]
+    copies = find_runs([results / "runs"]).runs
+    mirrored = [r for r in copies if r.path.name in shown and r.family != "transfer"]
     written = protocol.write_selection(choices, results)
+    mirrored_transfers = [r for r in copies if r.family == "transfer"]
+    if mirrored_transfers:  # the task-agnostic style.md; the task-specific runs follow as an alternative
+        from salora_cli.reports.style_report import write_style_report
+
+        written += write_style_report(mirrored_transfers, results, [r for r in mirrored if r.family == "style"])
     for family in ("glue", "style", "instruct"):
         runs = [r for r in mirrored if r.family == family]
+        if family == "style" and mirrored_transfers:
+            continue
         if runs:
             report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
             report.print(console)
@@ -322,11 +331,34 @@ def _majority_accuracy(runs: list) -> dict[str, float]:
 PROVENANCE = ("config.yaml", "command.txt", "env.json", "metrics.json", "ranks.json", "generations.jsonl")
 
 
+def _planned_transfers(runs: list, planned: list, runs_root: Path) -> list:
+    """Zero-shot transfer folders (salora transfer) of the planned runs (RUN/transfer/<task>) and of
+    base models (under runs_root, e.g. runs_root/transfer/<model>/<task>)."""
+    planned_dirs = {r.path.resolve() for r in planned}
+    out = []
+    for run in runs:
+        if run.family != "transfer":
+            continue
+        subject = run.raw.get("subject_run")
+        if (Path(subject).resolve() in planned_dirs) if subject else run.path.resolve().is_relative_to(runs_root.resolve()):
+            out.append(run)
+    return out
+
+
+def _inside(path: Path, runs_root: Path) -> Path:
+    """A transfer folder's place below runs_root (<run>/transfer/<task>), or <run>/transfer/<task> by name."""
+    try:
+        return path.resolve().relative_to(runs_root.resolve())
+    except ValueError:
+        return Path(path.parent.parent.name) / path.parent.name / path.name
+
+
 def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
     if (runs_root / WALL_TIMES).is_file():
         shutil.copyfile(runs_root / WALL_TIMES, dest / WALL_TIMES)
     for run in runs:
-        folder = dest / run.path.name
+        # a transfer folder keeps its place below its run (or below runs_root); a run its own name
+        folder = dest / (_inside(run.path, runs_root) if run.family == "transfer" else run.path.name)
         folder.mkdir(parents=True, exist_ok=True)
         for name in PROVENANCE:
             if (run.path / name).is_file():

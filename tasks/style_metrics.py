@@ -89,26 +89,43 @@ def perplexity(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, 
     tokens, so long texts count more than short ones. Empty texts contribute nothing; NaN if no text
     has a token. Batches are right-padded and the padding is masked out of the sum.
     """
+    return pooled_perplexity(text_nlls(model, tokenizer, texts, batch_size=batch_size, device=device))
+
+
+def pooled_perplexity(nlls: Sequence[tuple[float, int]]) -> float:
+    """exp(Σ NLL / Σ tokens) of (summed NLL, token count) pairs from `text_nlls`; NaN without tokens."""
+    total_tokens = sum(n for _, n in nlls)
+    if total_tokens == 0:
+        return float("nan")
+    return math.exp(sum(nll for nll, _ in nlls) / total_tokens)
+
+
+@torch.no_grad()
+def text_nlls(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 16,
+              device: torch.device | str | None = None) -> list[tuple[float, int]]:
+    """Per text, (summed NLL of its tokens, number of tokens predicted), scored as in `perplexity`;
+    (0.0, 0) for a text without tokens. Pooling a subset gives that subset's corpus perplexity."""
     if device is None:
         device = next(model.parameters()).device
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else start
     seqs = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    seqs = [[start] + s if start is not None else s for s in seqs if s]
-    seqs = [s for s in seqs if len(s) > 1]
-    total_nll, total_tokens = 0.0, 0
-    for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i:i + batch_size]
+    seqs = [([start] + s if start is not None else s) if s else [] for s in seqs]
+    scored = [i for i, s in enumerate(seqs) if len(s) > 1]
+    out = [(0.0, 0)] * len(seqs)
+    for i in range(0, len(scored), batch_size):
+        rows = scored[i:i + batch_size]
+        chunk = [seqs[r] for r in rows]
         width = max(len(s) for s in chunk)
         ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in chunk], device=device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in chunk], device=device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1), reduction="none"
-        )
-        weights = mask[:, 1:].reshape(-1).float()
-        total_nll += float((nll * weights).sum())
-        total_tokens += int(weights.sum())
-    if total_tokens == 0:
-        return float("nan")
-    return math.exp(total_nll / total_tokens)
+        ).view(len(chunk), -1)
+        weights = mask[:, 1:].float()
+        sums = (nll * weights).sum(dim=1).tolist()
+        counts = weights.sum(dim=1).tolist()
+        for r, total, count in zip(rows, sums, counts):
+            out[r] = (float(total), int(count))
+    return out

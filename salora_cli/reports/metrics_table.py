@@ -33,11 +33,18 @@ from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations,
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 GLUE_LABELS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
                "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE"}
-METHOD_ORDER = ("salora", "lora", "adalora", "full", "bitfit")
-FAMILY_ORDER = ("glue", "style", "instruct", "other")
+METHOD_ORDER = ("base", "salora", "lora", "adalora", "full", "bitfit")  # base: a model without adapter
+FAMILY_ORDER = ("glue", "style", "instruct", "transfer", "other")
 FAMILY_TITLES = {"glue": "GLUE", "style": "Text style transfer",
                  "instruct": "Instruction tuning (held-out dev slice; neg_loss = -loss, higher is better)",
-                 "other": "Other tasks"}
+                 "transfer": "Zero-shot style transfer (task-agnostic: salora transfer)", "other": "Other tasks"}
+# The zero-shot table's columns: (metric in metrics.json's test block, header)
+TRANSFER_COLUMNS = (
+    ("accuracy", "Acc"), ("bleu", "ref-BLEU"), ("self_bleu", "self-BLEU"), ("g_score", "G"),
+    ("perplexity", "PPL rewrites"), ("perplexity_sources", "PPL sources"), ("perplexity_references", "PPL refs"),
+    ("perplexity_ratio", "PPL rewrites / refs"), ("share_empty", "empty %"), ("share_echo", "echo %"),
+    ("share_off_task", "off-task %"),
+)
 METRIC_LABELS = {
     "matthews_corrcoef": "MCC", "accuracy": "Acc", "accuracy_m": "Acc-m", "accuracy_mm": "Acc-mm",
     "f1": "F1", "pearson": "Pearson", "spearman": "Spearman", "bleu": "BLEU",
@@ -294,6 +301,9 @@ class MetricsReport:
             rows = self._family_rows(family)
             if not rows:
                 continue
+            if family == "transfer":
+                sections.append(self._transfer_section(rows))
+                continue
             sections.append(self._family_section(family, rows))
             if family == "glue":
                 sections.append(self._glue_summary(rows))
@@ -356,6 +366,26 @@ class MetricsReport:
                     cells += ["main", f"{avg.best:.2f}", "—" if avg.final is None else f"{avg.final:.2f}", ""]
                 cells += ["", ""]
                 section.rows.append(cells)
+        return section
+
+    def _transfer_section(self, rows: list[MetricsRow]) -> _Section:
+        """Zero-shot transfer: fixed columns on the test split, a row per task × method (× model)."""
+        lead = ["Task", "Method"] + (["Model"] if self._multi_model else []) + ["n"]
+        headers = lead + [h for _, h in TRANSFER_COLUMNS] + ["Gen s / 1k"]
+        section = _Section(title=FAMILY_TITLES["transfer"], headers=headers,
+                           right=[False] * (len(lead) - 1) + [True] * (len(headers) - len(lead) + 1),
+                           caption=("test split; Acc by the runner's own classifier; PPL under the base LM without "
+                                    "adapter, rewrites, sources and references all lower-cased running text; "
+                                    "shares of empty rewrites, echoes of the source and off-task text (comments, "
+                                    "refusals, loops; tasks/output_checks.py); Gen s / 1k: generation seconds per "
+                                    "1,000 sentences"))
+        for i, row in enumerate(rows):
+            if i and row.task != rows[i - 1].task:
+                section.breaks.add(len(section.rows) - 1)
+            speed = Stat.of(r.raw.get("test", {}).get("generate_s_per_1000") for r in row.runs)
+            cells = [row.task, self._method_cell(row.method)] + ([row.model] if self._multi_model else []) + [str(row.n)]
+            cells += [_stat_text(row.test.get(m)) for m, _ in TRANSFER_COLUMNS]
+            section.rows.append(cells + [f"{speed.mean:,.0f}" if speed else "—"])
         return section
 
     def _glue_summary(self, rows: list[MetricsRow]) -> _Section:
@@ -464,7 +494,8 @@ class MetricsReport:
                f"sources at {N_PER_DIRECTION} evenly spaced positions (0, n/{N_PER_DIRECTION}, "
                f"2n/{N_PER_DIRECTION}, …) of that direction's n test sources in file order, with every "
                f"method's rewrite of the same source side by side (the first seed of each). *Content* is what "
-               f"the model was given: the source with its style markers deleted."]
+               f"the model was given: the source with its style markers deleted (zero-shot transfer: the "
+               f"lower-cased source)."]
         for table in self.samples:
             title = f"{h}# {table.task}" + (f" · {table.model}" if self._multi_model else "")
             where = "; ".join(f"{m.method}: seed {m.seed}, {_link(m.path, relative_to)}"
@@ -608,7 +639,7 @@ def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
     samples = []
     style_groups: dict[tuple[str, str], list[MetricsRow]] = {}
     for row in rows:
-        if row.family == "style":
+        if row.family in ("style", "transfer"):
             style_groups.setdefault((row.task, row.model), []).append(row)
     for (task, model), group in style_groups.items():
         methods = [MethodGenerations(method=r.method, seed=r.runs[0].seed, path=r.runs[0].generations_path,

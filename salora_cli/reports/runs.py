@@ -121,9 +121,10 @@ class RunRecord:
 
     @property
     def family(self) -> str:
-        """"glue", "style", "instruct" or "other": each family gets its own metric table."""
+        """"glue", "style", "instruct", "transfer" (zero-shot, salora transfer) or "other": each family gets
+        its own metric table."""
         head = self.task.split("/", 1)[0] if "/" in self.task else ""
-        return head if head in ("glue", "style", "instruct") else "other"
+        return head if head in ("glue", "style", "instruct", "transfer") else "other"
 
     @property
     def short_task(self) -> str:
@@ -222,9 +223,15 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         train_time_s=_number(data.get("train_time_s")),
         steps=_int(data.get("steps")),
         raw=data,
-        lr=_config_lr(run_dir / CONFIG_FILE),
-        budget=_budget(run_dir / RANKS_FILE),
+        # a transfer folder (salora transfer) takes them from the run it transferred, if any
+        lr=_config_lr(_settings_dir(run_dir, data) / CONFIG_FILE),
+        budget=_budget(_settings_dir(run_dir, data) / RANKS_FILE),
     )
+
+
+def _settings_dir(run_dir: Path, data: dict) -> Path:
+    subject = data.get("subject_run") if data.get("kind") == "transfer" else None
+    return Path(subject) if isinstance(subject, str) and Path(subject).is_dir() else run_dir
 
 
 def _config_lr(path: Path) -> float | None:
