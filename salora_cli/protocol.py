@@ -23,6 +23,8 @@ state, so it is the same whoever computes it and whenever.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ from salora_cli.methods import REGISTRY
 
 # the methods with a rank, hence a budget and an lr grid
 ADAPTER_METHODS = tuple(name for name, spec in REGISTRY.items() if spec.ranked)
-PROFILE_KEYS = {"name", "description", "defaults", "method_overrides", "models", "grid", "budgets", "lr_grid"}
+PROFILE_KEYS = {"name", "description", "defaults", "method_overrides", "models", "grid", "budgets", "lr_grid",
+                "transfer_options"}
 ENTRY_KEYS = {"task", "methods", "seeds", "config", "config_file", "models", "budgets", "lr_grid", "tune_lr",
               "transfer"}
 TRANSFER_TASKS = ("yelp", "gyafc")  # what an entry's `transfer` may name (zero-shot style transfer)
@@ -110,6 +113,15 @@ def validate(profile: dict, where: Path) -> None:
     unknown = set(profile) - PROFILE_KEYS
     if unknown:
         raise SaloraError(f"profile {where}: unknown key(s) {sorted(unknown)}")
+    options = profile.get("transfer_options") or {}
+    if not isinstance(options, dict):
+        raise SaloraError(f"profile {where}: transfer_options is a mapping of salora transfer settings")
+    from salora_cli.transfer_config import TransferConfig
+
+    fields = {f.name for f in dataclasses.fields(TransferConfig)} - {"task"}
+    if set(options) - fields:
+        raise SaloraError(f"profile {where}: unknown transfer_options {sorted(set(options) - fields)} "
+                          f"(valid: {', '.join(sorted(fields))})")
     budgets = parse_budgets(profile.get("budgets"), f"profile {where}")
     parse_lr_grid(profile.get("lr_grid"), f"profile {where}")
     for i, entry in enumerate(profile.get("grid") or [], 1):

@@ -99,10 +99,38 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     second, waiting = protocol.phase_two(planned, choices)
     _report_choices(choices, waiting, console)
     _run_phase(second, len(first) + 1, total, runs_root, data, console)
+    run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
     with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
         build_results(runs_root, results, profile, console,
                       command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started)
+
+
+def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, console: Console) -> None:
+    """The task-agnostic step (issue 18): every finished run of an entry with `transfer: [task, ...]`
+    rewrites those style test sets zero-shot into RUN/transfer/<task>, and so does each such entry's
+    base model without adapter, into runs_root/transfer/<model>/<task> (a row of its own). A finished
+    transfer is skipped; one that was interrupted left nothing (its folder is swapped in whole) and
+    runs again. `options`: TransferConfig fields the profile sets for every transfer (transfer_options)."""
+    from salora_cli.transfer import RUN_SUBFOLDER, is_transfer_folder, resolve_subject, run_transfer
+    from salora_cli.transfer_config import TransferConfig
+
+    jobs: list[tuple[str, str, Path]] = []
+    for p in planned:
+        for task in p.transfer:
+            base = resolve_subject(p.model)
+            base_job = (p.model, task, runs_root / RUN_SUBFOLDER / base.label / task)
+            if base_job not in jobs:
+                jobs.append(base_job)
+            run = runs_root / p.folder_name
+            if rd.is_finished(run):
+                jobs.append((str(run), task, run / RUN_SUBFOLDER / task))
+    for i, (subject, task, folder) in enumerate(jobs, 1):
+        if is_transfer_folder(folder):
+            console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished earlier, skipped[/]")
+            continue
+        settings = TransferConfig(task=task, **options)
+        run_transfer(subject, settings, folder, overwrite=False, console=console)
 
 
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cli_helpers import run_cli
-from conftest import ROOT
+from conftest import FIXTURES, ROOT
 from salora_cli.config import build_config
 from salora_cli.errors import SaloraError
 from salora_cli.reproduce import load_profile, plan
@@ -70,8 +70,11 @@ def one_thread():
 def test_instruct_grid_runs_reports_and_skips_finished_runs(tmp_path, capsys):
     model = save_tiny_llama(tmp_path / "tiny-llama")
     profile = tmp_path / "tinyinstruct.yaml"
-    profile.write_text(yaml.safe_dump({"name": "tinyinstruct", "budgets": [{"budget": 2, "r_init": 4}], "grid": [
-        {"task": "instruct/alpaca", "methods": ["salora", "lora"], "seeds": [0], "transfer": ["yelp"],
+    profile.write_text(yaml.safe_dump({"name": "tinyinstruct", "budgets": [{"budget": 2, "r_init": 4}],
+                                       "transfer_options": {"data_dir": str(FIXTURES / "gyafc"), "max_new_tokens": 4,
+                                                            "num_beams": 1, "batch_size": 4, "fluency": False,
+                                                            "style_scoring": False}, "grid": [
+        {"task": "instruct/alpaca", "methods": ["salora", "lora"], "seeds": [0], "transfer": ["gyafc"],
          "config": {"model": str(model), "data_dir": str(FIXTURE), "task_options": {"dev_size": 4},
                     "train": {"max_steps": 4, "batch_size": 4, "max_length": 96, "eval_every": 2,
                               "eval_batch_size": 4}}}]}))
@@ -82,6 +85,12 @@ def test_instruct_grid_runs_reports_and_skips_finished_runs(tmp_path, capsys):
     assert "instruct/alpaca" in table and "-loss" in table
     (record,) = (tmp_path / "results" / "runs").glob("instruct-alpaca_salora_b2_*_seed0")  # the model path is in the name
     assert json.loads((record / "metrics.json").read_text())["data"]["skipped_empty_output"] == 1
+    # the task-agnostic step: the base model and each tuned run rewrote the GYAFC fixture zero-shot
+    runs = tmp_path / "runs" / "tinyinstruct"
+    transfers = sorted(p.relative_to(runs).as_posix() for p in runs.glob("**/gyafc/metrics.json"))
+    assert len(transfers) == 3 and transfers[0].startswith("instruct-alpaca_lora_b2_"), transfers
+    assert transfers[2] == "transfer/tiny-llama/gyafc/metrics.json"
+    assert "Zero-shot" in (tmp_path / "results" / "style.md").read_text()
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert out.count("skipped") == 2
+    assert out.count("skipped") == 5  # two runs, three transfers
