@@ -9,6 +9,9 @@ Two counts per call:
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 from torch.profiler import ProfilerActivity, profile
@@ -30,7 +33,7 @@ class OpCount:
 
 def count_ops(fn) -> OpCount:
     """Run `fn()` once under the profiler and count its ATen ops."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _no_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     aten = [e for e in prof.events() if e.name.startswith("aten::")]
     return OpCount(ops=len(aten), kernels=sum(_is_kernel(e) for e in aten))
@@ -44,3 +47,18 @@ def _computes(event) -> bool:
 def _is_kernel(event) -> bool:
     """A computing op with no computing op inside it (e.g. mm, not the linear around it)."""
     return event.name not in NO_KERNEL and not _computes(event)
+
+
+@contextlib.contextmanager
+def _no_native_stderr():
+    """The profiler's C++ side prints a start and a stop line to stderr (fd 2) each time, which
+    would bury the bench's table; Python's own stderr is kept."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
