@@ -8,13 +8,23 @@ import math
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 import salora
 from tiny_models import tiny, tokens
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one precision per process (a singleton): the runs of other tests in this
+    process set "no", so it is reset around this test (accelerate's own tests do the same)."""
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
 @pytest.mark.parametrize("method", ["salora", "lora"])
-def test_bf16_autocast_trains_with_fp32_structure(method):
+def test_bf16_autocast_trains_with_fp32_structure(method, fresh_accelerator_state):
     model = tiny("bert").train()
     handle = salora.attach(model, salora.AdapterConfig(method=method, r_init=4, budget=2, ramp_start=0.0,
                                                        prune_every=100),
