@@ -27,7 +27,7 @@ demo: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli demo
 
 bench: install
-	$(PY) benchmarks/bench_step.py
+	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_step.py $(BENCH_ARGS)  # BENCH_ARGS=--quick: a quick check
 
 reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \

@@ -1,25 +1,65 @@
-"""Train-step and inference cost of SaLoRA vs LoRA vs peft LoRA vs the frozen base, side by side.
+"""Train-step cost of SaLoRA vs LoRA vs peft LoRA vs the frozen base, side by side, in two cases.
 
-MiniLM-L6 (offline), batch 16 × 64 tokens, all six matrices per block, r_init 12. Variants are
-timed interleaved (round-robin over repeats, median reported) in one process, so machine noise
-hits them alike; peak memory is measured per variant in a fresh subprocess.
+MiniLM-L6 (offline), all six matrices per block, r_init 12. Cases (benchmarks/bench_batches.py):
+a random 16 × 64 batch, and the cpu grid's short SST-2 batch (real sentences, length-grouped), where
+fixed per-step work weighs most. Per case and variant: the median step time (variants timed
+interleaved, round-robin over repeats, so machine noise hits them alike), the profiler's ATen op
+and compute-kernel counts per step (deterministic: unaffected by machine load, and the kernel count
+predicts a GPU's launch-bound cost), the compiled (torch.compile, default backend) step time of
+LoRA and SaLoRA, and the peak memory the steps add (a fresh process per variant).
 
-    python benchmarks/bench_step.py [--repeats 15] [--json out.json]
+    python benchmarks/bench_step.py [--repeats 15] [--no-compile] [--no-memory] [--quick] [--json out.json]
+
+--quick (for tests): the short case only, LoRA and SaLoRA (unpruned, pruned), one repeat, no compile,
+no memory.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-BATCH, LENGTH, R_INIT = 16, 64, 12
-PRUNED_ACTIVE = "SaLoRA r=4, still learning"  # pruned while gates and budget are active
-PRUNED_FROZEN = "SaLoRA r=4, frozen"  # after the freeze: the rest of training, pruned for good
-VARIANTS = ["base (frozen, head only)", "peft LoRA", "our LoRA", "SaLoRA unpruned", PRUNED_ACTIVE, PRUNED_FROZEN]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batches import describe, random_batch, sst2_batch  # noqa: E402
+from op_count import count_ops  # noqa: E402
+
+R_INIT, PRUNED_RANK = 12, 4
+BASE, PEFT, LORA, LORA_SMALL = "base (frozen, head only)", "peft LoRA", "our LoRA", f"our LoRA r={PRUNED_RANK}"
+UNPRUNED = "SaLoRA unpruned"
+PRUNED_ACTIVE = f"SaLoRA r={PRUNED_RANK}, still learning"  # pruned while gates and budget are active
+PRUNED_FROZEN = f"SaLoRA r={PRUNED_RANK}, frozen"  # after the freeze: the rest of training, pruned for good
+VARIANTS = [BASE, PEFT, LORA, LORA_SMALL, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
+QUICK = [LORA, UNPRUNED, PRUNED_FROZEN]
+COMPILED = [LORA, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
+# (name, numerator, denominator, target): every SaLoRA ratio is against LoRA at r_init
+RATIOS = [("SaLoRA unpruned / LoRA", UNPRUNED, LORA, "<= 1.03"),
+          ("SaLoRA r=4 still learning / LoRA", PRUNED_ACTIVE, LORA, "<= 1.00"),
+          ("SaLoRA r=4 frozen / LoRA", PRUNED_FROZEN, LORA, "<= 1.00"),
+          ("LoRA r=4 / LoRA", LORA_SMALL, LORA, None),
+          ("our LoRA / peft LoRA", LORA, PEFT, "<= 1.00")]
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """transformers prints a load report (the new head is "MISSING") and a progress bar per load."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def build(variant: str, seed: int = 0):
@@ -31,30 +71,33 @@ def build(variant: str, seed: int = 0):
     from tasks.models import resolve_model
 
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model("minilm-l6"), num_labels=2)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_model("minilm-l6"), num_labels=2)
+    model.config.problem_type = "single_label_classification"  # fixed now, not at the first step
     adapters = None
-    if variant == "base (frozen, head only)":
+    if variant == BASE:
         for n, p in model.named_parameters():
             p.requires_grad_(n.startswith("classifier"))
-    elif variant == "peft LoRA":
+    elif variant == PEFT:
         model = get_peft_model(model, LoraConfig(
             r=R_INIT, lora_alpha=16, target_modules=["query", "key", "value", "attention.output.dense",
                                                      "intermediate.dense", r"output.dense"],
             modules_to_save=["classifier"]))
     else:
-        method = "lora" if variant == "our LoRA" else "salora"
+        method = "lora" if variant in (LORA, LORA_SMALL) else "salora"
+        r = PRUNED_RANK if variant == LORA_SMALL else R_INIT
         # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step.
         # No removal while timing (prune_every beyond the run): the ranked push closes gates within a
         # few steps, and a variant that lost components (whole early layers, on this random batch)
         # mid-measurement would time a smaller model (and a shorter backward) than its name says.
-        adapters = attach_adapters(model, AdapterConfig(method=method, r_init=R_INIT, budget=4, ramp_start=0.0,
-                                                        ramp_end=0.0, prune_every=10**9),
+        adapters = attach_adapters(model, AdapterConfig(method=method, r_init=r, budget=PRUNED_RANK,
+                                                        ramp_start=0.0, ramp_end=0.0, prune_every=10**9),
                                    modules_to_save=["classifier"])
         if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
             g = torch.Generator().manual_seed(seed)
             with torch.no_grad():
                 for layer in adapters:  # close 8 of 12 gates per matrix, then remove them
-                    layer.log_alpha[torch.randperm(R_INIT, generator=g)[:8]] = -10.0
+                    layer.log_alpha[torch.randperm(R_INIT, generator=g)[:R_INIT - PRUNED_RANK]] = -10.0
             adapters.remove_closed()
             if variant == PRUNED_FROZEN:
                 adapters.freeze_structure()
@@ -70,22 +113,67 @@ def build(variant: str, seed: int = 0):
     return model, opt, hooks
 
 
-def batch(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 20000, (BATCH, LENGTH), generator=g)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "labels": torch.randint(0, 2, (BATCH,), generator=g)}
-
-
-def train_step(model, opt, hooks, data):
+def train_step(model, opt, hooks, data, forward=None):
     """One optimizer step exactly as the training loop does it (the SaLoRA handle's step included;
-    its regulariser is in the model's loss)."""
-    loss = model(**data).loss
+    its regulariser is in the model's loss). `forward`: a compiled model, else the model."""
+    loss = (forward or model)(**data).loss
     loss.backward()
     opt.step()
     if hooks is not None:
         hooks.step(opt)
     opt.zero_grad(set_to_none=True)
+
+
+def expected_rank(variant: str) -> int | None:
+    return {LORA: R_INIT, UNPRUNED: R_INIT, LORA_SMALL: PRUNED_RANK,
+            PRUNED_ACTIVE: PRUNED_RANK, PRUNED_FROZEN: PRUNED_RANK}.get(variant)
+
+
+def check_ranks(built: dict) -> None:
+    """What was timed is what the name says (no component removed while timing)."""
+    for v, (_, _, hooks) in built.items():
+        if hooks is not None and {layer.rank for layer in hooks.adapters} != {expected_rank(v)}:
+            raise SystemExit(f"{v}: ranks changed while timing, expected {expected_rank(v)}")
+
+
+def time_steps(built: dict, data, repeats: int, compiled: dict | None = None) -> dict[str, float]:
+    """Median step time per variant, interleaved round-robin; `compiled`: variant -> compiled model."""
+    runs = {v: (*built[v], data, (compiled or {}).get(v)) for v in (compiled or built)}
+    for args in runs.values():  # warm-up (and, compiled, the compilation)
+        for _ in range(2):
+            train_step(*args)
+    times = {v: [] for v in runs}
+    for _ in range(repeats):
+        for v, args in runs.items():
+            t0 = time.perf_counter()
+            train_step(*args)
+            times[v].append(time.perf_counter() - t0)
+    return {v: statistics.median(t) for v, t in times.items()}
+
+
+def compile_variants(built: dict) -> dict:
+    from torch._dynamo.utils import counters
+
+    compiled = {v: torch.compile(built[v][0]) for v in COMPILED if v in built}
+    counters.clear()
+    return compiled
+
+
+def run_case(data, args) -> dict:
+    built = {v: build(v) for v in args.variants}
+    step = time_steps(built, data, args.repeats)
+    ops = {v: count_ops(lambda v=v: train_step(*built[v], data)) for v in built}
+    compiled_step, recompiles = {}, None
+    if args.compile:
+        from torch._dynamo.utils import counters
+
+        compiled = compile_variants(built)
+        compiled_step = time_steps(built, data, args.repeats, compiled)
+        recompiles = counters["stats"]["unique_graphs"]
+    check_ranks(built)
+    memory = {v: peak_memory_mb(v, data) for v in built} if args.memory else {}
+    return {"shape": describe(data), "step_s": step, "compiled_step_s": compiled_step,
+            "graphs_compiled": recompiles, "ops": {v: vars(c) for v, c in ops.items()}, "peak_mb": memory}
 
 
 def _proc_status_kb(field: str) -> int:
@@ -96,9 +184,8 @@ def _proc_status_kb(field: str) -> int:
     raise RuntimeError(field)
 
 
-def _peak_memory_child(variant: str, queue) -> None:
+def _peak_memory_child(variant: str, data, queue) -> None:
     model, opt, hooks = build(variant)
-    data = batch()
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS: model loaded, no step yet
     before = _proc_status_kb("VmRSS")
@@ -107,92 +194,94 @@ def _peak_memory_child(variant: str, queue) -> None:
     queue.put((_proc_status_kb("VmHWM") - before) / 1024)
 
 
-def peak_memory_mb(variant: str) -> float:
+def peak_memory_mb(variant: str, data) -> float:
     """Peak memory that training steps add to the loaded model (MB): activations, gradients,
-    optimizer state.
-
-    CPU: a fresh process per variant, peak RSS during 3 steps above the RSS after loading.
-    GPU: torch.cuda.max_memory_allocated is the natural measure instead (not wired: CPU bench).
-    """
+    optimizer state. CPU: a fresh process per variant, peak RSS during 3 steps above the RSS after
+    loading. (On a GPU, torch.cuda.max_memory_allocated is the natural measure; not wired.)"""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_peak_memory_child, args=(variant, q))
+    p = ctx.Process(target=_peak_memory_child, args=(variant, data, q))
     p.start()
     value = q.get()
     p.join()
     return value
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    from transformers.utils import logging as hf_logging
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-    data = batch()
-    built = {v: build(v) for v in VARIANTS}
-    times = {v: [] for v in VARIANTS}
-    for v in VARIANTS:  # warm-up
-        for _ in range(2):
-            train_step(*built[v], data)
-    for _ in range(args.repeats):
-        for v in VARIANTS:
-            t0 = time.perf_counter()
-            train_step(*built[v], data)
-            times[v].append(time.perf_counter() - t0)
-    step = {v: statistics.median(t) for v, t in times.items()}
-    for v, (_, _, hooks) in built.items():  # what was timed is what the name says
-        if hooks is not None:
-            expected = R_INIT if v in ("our LoRA", "SaLoRA unpruned") else 4
-            ranks = {layer.rank for layer in hooks.adapters}
-            if ranks != {expected}:
-                raise SystemExit(f"{v}: ranks changed while timing ({sorted(ranks)}, expected {expected})")
-
-    # inference: merged SaLoRA vs the plain base model
-    base, _, _ = build("base (frozen, head only)")
+def merged_eval(data, repeats: int) -> dict[str, float]:
+    """Eval time of merged SaLoRA vs the plain base model (merge adds no latency)."""
+    base, _, _ = build(BASE)
     salora, _, hooks = build(PRUNED_FROZEN)
-    adapters = hooks.adapters
     with torch.no_grad():
-        for layer in adapters:
+        for layer in hooks.adapters:
             layer.lora_lambda.normal_()
-    adapters.merge()
+    hooks.adapters.merge()
     base.eval()
     salora.eval()
-    infer = {"base": [], "merged SaLoRA": []}
+    times = {"base": [], "merged SaLoRA": []}
     with torch.no_grad():
         for _ in range(2):
             base(**data), salora(**data)
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for name, m in (("base", base), ("merged SaLoRA", salora)):
                 t0 = time.perf_counter()
                 m(**data)
-                infer[name].append(time.perf_counter() - t0)
-    infer_med = {k: statistics.median(v) for k, v in infer.items()}
-    memory = {v: peak_memory_mb(v) for v in VARIANTS}
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
-    print(f"MiniLM-L6, batch {BATCH}×{LENGTH}, six matrices per block, r_init {R_INIT}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'variant':28s} {'train step (ms)':>16s} {'step peak mem (MB)':>19s}")
-    for v in VARIANTS:
-        print(f"{v:28s} {1000 * step[v]:16.1f} {memory[v]:19.1f}")
-    print(f"{'eval: base':28s} {1000 * infer_med['base']:16.1f}")
-    print(f"{'eval: merged SaLoRA':28s} {1000 * infer_med['merged SaLoRA']:16.1f}")
-    ratios = {
-        "SaLoRA unpruned / our LoRA (target <= 1.05)": step["SaLoRA unpruned"] / step["our LoRA"],
-        "SaLoRA r=4 still learning / our LoRA": step[PRUNED_ACTIVE] / step["our LoRA"],
-        "SaLoRA r=4 frozen / our LoRA (target < 1.0)": step[PRUNED_FROZEN] / step["our LoRA"],
-        "our LoRA / peft LoRA (target <= 1.00)": step["our LoRA"] / step["peft LoRA"],
-        "merged SaLoRA / base, eval (target 1.00 ± noise)": infer_med["merged SaLoRA"] / infer_med["base"],
-    }
-    print("ratios:")
-    for k, v in ratios.items():
-        print(f"  {k:52s} {v:.3f}")
+
+def print_case(name: str, r: dict) -> None:
+    step, comp, ops, mem = r["step_s"], r["compiled_step_s"], r["ops"], r["peak_mb"]
+    print(f"\n{name}: batch {r['shape']}")
+    print(f"  {'variant':30s} {'step (ms)':>10s} {'compiled (ms)':>14s} {'ATen ops':>9s} {'kernels':>8s} "
+          f"{'peak mem (MB)':>14s}")
+    for v in step:
+        c = f"{1000 * comp[v]:14.1f}" if v in comp else f"{'':14s}"
+        m = f"{mem[v]:14.1f}" if v in mem else f"{'':14s}"
+        print(f"  {v:30s} {1000 * step[v]:10.1f} {c} {ops[v]['ops']:9d} {ops[v]['kernels']:8d} {m}")
+    print(f"  {'ratio':36s} {'time':>6s} {'compiled':>9s} {'ops':>6s} {'kernels':>8s}  target (time)")
+    for label, num, den, target in RATIOS:
+        if num not in step or den not in step:
+            continue
+        c = f"{comp[num] / comp[den]:9.3f}" if num in comp and den in comp else f"{'':9s}"
+        print(f"  {label:36s} {step[num] / step[den]:6.3f} {c} {ops[num]['ops'] / ops[den]['ops']:6.3f} "
+              f"{ops[num]['kernels'] / ops[den]['kernels']:8.3f}  {target or ''}")
+    if r["graphs_compiled"] is not None:
+        print(f"  graphs compiled: {r['graphs_compiled']} (no removal while timing: one set per variant)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile timings")
+    ap.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
+    ap.add_argument("--quick", action="store_true", help="short case only, 1 repeat, no compile, no memory")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    args.variants = QUICK if args.quick else VARIANTS
+    if args.quick:
+        args.repeats, args.compile, args.memory = 1, False, False
+
+    short = sst2_batch()
+    cases = {} if args.quick else {"random 16×64": random_batch()}
+    if short is None:
+        print("SST-2 not found (set SALORA_DATA): the short case is skipped")
+    else:
+        cases["SST-2 short"] = short
+    print(f"MiniLM-L6, six matrices per block, r_init {R_INIT}, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats}")
+    results = {}
+    for name, data in cases.items():
+        results[name] = run_case(data, args)
+        print_case(name, results[name])
+    if not args.quick:
+        infer = merged_eval(random_batch(), args.repeats)
+        results["eval"] = infer
+        print(f"\neval, 16×64: base {1000 * infer['base']:.1f} ms, merged SaLoRA "
+              f"{1000 * infer['merged SaLoRA']:.1f} ms, ratio {infer['merged SaLoRA'] / infer['base']:.3f} "
+              "(target 1.00 ± noise)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"step_s": step, "eval_s": infer_med, "peak_rss_mb": memory, "ratios": ratios}, fh, indent=2)
+            json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -142,12 +142,14 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
             continue
         count += 1
         groups.setdefault(("A",) + tuple(layer.lora_A.shape), []).append(layer.lora_A)
-        groups.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B.T)
+        groups.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B)
     if not count:
         return None
     total = None
-    for mats in groups.values():
+    for key, mats in groups.items():
         stacked = torch.stack(mats)  # (n, r, d): rows should be orthonormal
+        if key[0] == "B":  # B's columns: one transpose of the stack, not one per matrix (op count)
+            stacked = stacked.transpose(1, 2).contiguous()
         if form == "angles":
             stacked = stacked * torch.rsqrt(stacked.pow(2).sum(-1, keepdim=True) + eps)
         gram = stacked @ stacked.transpose(1, 2)

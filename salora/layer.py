@@ -82,6 +82,25 @@ class AdaptedLinear(nn.Module):
             self.lora_B.zero_()
             self.lora_lambda.fill_(1.0)
 
+    # ------------------------------------------------------------ the pool
+    def pool_into(self, pool, slot: int) -> None:
+        """Hand λ and log α over to `pool` (salora.pool): from now on they are views of its flat
+        tensors. The pool is registered on the model, not here (a plain reference: no submodule)."""
+        del self._parameters["lora_lambda"]
+        del self.__dict__["log_alpha"]
+        self.__dict__["_pool"], self.__dict__["_slot"] = pool, slot
+
+    @property
+    def pool(self):
+        return self.__dict__.get("_pool")
+
+    def __getattr__(self, name: str):
+        if name in ("lora_lambda", "log_alpha"):
+            pool = self.__dict__.get("_pool")
+            if pool is not None:
+                return pool.segment(name, self.__dict__["_slot"])
+        return super().__getattr__(name)
+
     # ------------------------------------------------------------- structure
     @property
     def gated(self) -> bool:
@@ -118,7 +137,10 @@ class AdaptedLinear(nn.Module):
         else:
             # s·λ⊙z, precomputed for every layer at once by the model-level hook (see
             # AdapterSet) or, when this layer is called on its own, computed here
-            coef = self._coef if self._coef is not None else component_scales([self])[0]
+            pool = self.pool
+            coef = pool.coefs[self._slot] if pool is not None and pool.coefs is not None else self._coef
+            if coef is None:
+                coef = component_scales([self])[0]
             h = h * coef
         return out + F.linear(h, self.lora_B)
 
@@ -150,11 +172,18 @@ class AdaptedLinear(nn.Module):
 
     # --------------------------------------------------------------- removal
     def adapter_parameters(self) -> dict[str, tuple[nn.Parameter, int]]:
-        """Each per-component parameter and the dimension that indexes components."""
+        """Each per-component parameter and the dimension that indexes components (λ and log α
+        are views of the pool's flat tensors once pooled: reading and copying into them works)."""
         params = {"lora_A": (self.lora_A, 0), "lora_B": (self.lora_B, 1)}
         if self.gates is not None:
             params["lora_lambda"] = (self.lora_lambda, 0)
             params["log_alpha"] = (self.log_alpha, 0)
+        return params
+
+    def _own_parameters(self) -> dict[str, tuple[nn.Parameter, int]]:
+        params = self.adapter_parameters()
+        if self.pool is not None:
+            del params["lora_lambda"], params["log_alpha"]
         return params
 
     @torch.no_grad()
@@ -166,7 +195,15 @@ class AdaptedLinear(nn.Module):
         gradient accumulator, which outlives a step while any old loss tensor is still referenced.)
         """
         keep = keep.to(self.lora_A.device)
-        for attr, (p, dim) in self.adapter_parameters().items():
+        self.keep_own_components(keep, optimizer)
+        if self.pool is not None:
+            self.pool.keep({self._slot: keep}, optimizer)
+
+    @torch.no_grad()
+    def keep_own_components(self, keep: torch.Tensor, optimizer=None) -> None:
+        """keep_components for the tensors this layer holds itself (all but the pooled λ, log α)."""
+        keep = keep.to(self.lora_A.device)
+        for attr, (p, dim) in self._own_parameters().items():
             # an emptied matrix is skipped in forward, so it must not count as trainable (DDP)
             new = _like(p, p.detach().index_select(dim, keep).contiguous(), p.requires_grad and keep.numel() > 0)
             setattr(self, attr, new)
@@ -187,7 +224,9 @@ class AdaptedLinear(nn.Module):
     @torch.no_grad()
     def resize_(self, r: int) -> None:
         """Set the rank to r with uninitialised values (for loading a saved, pruned adapter)."""
-        for attr, (p, dim) in self.adapter_parameters().items():
+        if self.pool is not None:
+            self.pool.resize_slot(self._slot, r)
+        for attr, (p, dim) in self._own_parameters().items():
             shape = list(p.shape)
             shape[dim] = r
             # an emptied matrix is skipped in forward: trainable, it would break DDP (no gradient)
@@ -197,7 +236,7 @@ class AdaptedLinear(nn.Module):
         # .to() / .cuda() / .half() reach registered tensors only; the gates follow by hand, in
         # place (.data), so the controller's optimizer keeps pointing at the same tensor
         super()._apply(fn, recurse)
-        if self.log_alpha is not None:
+        if self.pool is None and self.log_alpha is not None:
             with torch.no_grad():
                 moved = fn(self.log_alpha)
             if moved is not self.log_alpha:

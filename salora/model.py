@@ -15,6 +15,7 @@ import torch.nn as nn
 from salora.config import ROLES, AdapterConfig
 from salora.gates import HardConcrete
 from salora.layer import AdaptedLinear, component_scales
+from salora.pool import NAME as POOL_NAME, ComponentPool
 from salora.errors import SaloraError
 
 _BERT_LIKE = {
@@ -111,7 +112,16 @@ class AdapterSet:
         self.model = model
         self.cfg = cfg
         self.modules = modules
+        self.pool: ComponentPool | None = None
+        self._per_layer = False  # whether the last forward's scales were set layer by layer
         if cfg.gated:
+            # every λ in one flat parameter, every log α in one flat leaf (salora.pool)
+            layers = [m.module for m in modules]
+            self.pool = ComponentPool(layers)
+            model.add_module(POOL_NAME, self.pool)
+            for slot, layer in enumerate(layers):
+                layer.pool_into(self.pool, slot)
+            self.gates = layers[0].gates
             # Batch the gate computation of all layers once per model forward; clear it after,
             # even on error, so a later direct call of a submodule never sees stale gates.
             self._hooks = (model.register_forward_pre_hook(self._set_scales),
@@ -119,12 +129,23 @@ class AdapterSet:
 
     def _set_scales(self, module, args) -> None:
         layers = [m.module for m in self.modules]
-        for layer, coef in zip(layers, component_scales(layers)):
-            layer._coef = coef
+        modes = {layer.stochastic for layer in layers}
+        if len(modes) > 1:  # layers in different modes (rare): the general, per-mode path
+            for layer, coef in zip(layers, component_scales(layers)):
+                layer._coef = coef
+            self._per_layer = True
+            return
+        pool = self.pool
+        z = self.gates.sample(pool.log_alpha) if modes.pop() else self.gates.deterministic(pool.log_alpha)
+        coef = pool.lora_lambda * z * layers[0].scaling  # one scale: every layer has alpha / r_init
+        pool.coefs = coef.split(pool.ranks)
 
     def _clear_scales(self, module, args, output) -> None:
-        for m in self.modules:
-            m.module._coef = None
+        self.pool.coefs = None
+        if self._per_layer:
+            self._per_layer = False
+            for m in self.modules:
+                m.module._coef = None
 
     def __iter__(self):
         return iter(m.module for m in self.modules)
@@ -145,24 +166,18 @@ class AdapterSet:
 
     def expected_rank_avg(self) -> torch.Tensor:
         """Differentiable average expected rank per adapted matrix (rank-0 matrices count 0)."""
-        gated = [layer for layer in self if layer.gated and layer.rank]
-        fixed = sum(layer.rank for layer in self if not layer.gated)
-        if not gated:
-            return torch.tensor(float(fixed) / len(self))
-        # one sigmoid over all gates rather than one per matrix (per-op overhead dominates)
-        log_alpha = torch.cat([layer.log_alpha for layer in gated])
-        return (gated[0].gates.prob_open(log_alpha).sum() + fixed) / len(self)
+        if self.pool is None:  # LoRA: every matrix has its full rank
+            return torch.tensor(float(self.total_rank()) / len(self))
+        # one sigmoid over all gates, the pool's flat tensor (per-op overhead dominates)
+        return self.gates.prob_open(self.pool.log_alpha).sum() / len(self)
 
     def open_rank_avg(self) -> float:
         """Components whose deterministic gate is open (ẑ > 0), per matrix: the rank the model has
         once closed components are removed (ungated matrices count their full rank)."""
-        gated = [layer for layer in self if layer.gated and layer.rank]
-        fixed = sum(layer.rank for layer in self if not layer.gated)
-        if not gated:
-            return float(fixed) / len(self)
-        threshold = gated[0].gates.closed_threshold()
-        log_alpha = torch.cat([layer.log_alpha.detach() for layer in gated])
-        return (int((log_alpha > threshold).sum()) + fixed) / len(self)
+        if self.pool is None:
+            return float(self.total_rank()) / len(self)
+        is_open = self.pool.log_alpha.detach() > self.gates.closed_threshold()
+        return int(is_open.sum()) / len(self)
 
     @torch.no_grad()
     def push_marginal(self, keep_total: int, amount: float) -> int:
@@ -171,21 +186,18 @@ class AdapterSet:
         The ranked budget push (see budget.py): only the components that must close for the open
         count to meet its target move, the least defended first. Returns how many were pushed.
         """
-        gated = [layer for layer in self if layer.gated and layer.rank]
-        if not gated or amount <= 0:
+        if self.pool is None or amount <= 0 or not self.pool.log_alpha.numel():
             return 0
-        threshold = gated[0].gates.closed_threshold()
-        log_alpha = torch.cat([layer.log_alpha.detach() for layer in gated])
-        is_open = log_alpha > threshold
-        excess = int(is_open.sum()) + sum(l.rank for l in self if not l.gated) - keep_total
+        log_alpha = self.pool.log_alpha
+        is_open = log_alpha > self.gates.closed_threshold()
+        excess = int(is_open.sum()) - keep_total
         if excess <= 0:
             return 0
         # open components in increasing log α; closed ones sort last (+inf) and are never chosen
         order = torch.argsort(torch.where(is_open, log_alpha, torch.inf), stable=True)[:excess]
         push = torch.zeros_like(log_alpha)
         push[order] = amount
-        for layer, part in zip(gated, push.split([layer.rank for layer in gated])):
-            layer.log_alpha.sub_(part.to(layer.log_alpha.dtype))
+        log_alpha.sub_(push)  # all layers at once: their log α are views of this one tensor
         return excess
 
     def stats(self) -> list[dict]:
@@ -205,11 +217,27 @@ class AdapterSet:
 
     # -------------------------------------------------------------- removal
     def gate_parameters(self) -> list[torch.Tensor]:
-        """Every gated layer's log α (leaf tensors, not registered parameters: see salora.layer)."""
-        return [layer.log_alpha for layer in self if layer.gated]
+        """The gates' log α: the pool's one flat leaf tensor (not a registered parameter: see
+        salora.layer); empty for LoRA."""
+        return [] if self.pool is None else [self.pool.log_alpha]
 
     def remove_closed(self, optimizer=None) -> int:
-        return sum(layer.remove_closed(optimizer) for layer in self)
+        """Physically remove every component whose deterministic gate is 0; returns how many."""
+        if self.pool is None:
+            return 0
+        closed = (self.gates.deterministic(self.pool.log_alpha.detach()) == 0).cpu()  # one transfer
+        if not bool(closed.any()):
+            return 0
+        keeps = {slot: torch.nonzero(~part).flatten()
+                 for slot, part in enumerate(closed.split(self.pool.ranks)) if bool(part.any())}
+        self._keep(keeps, optimizer)
+        return int(closed.sum())
+
+    def _keep(self, keeps: dict[int, torch.Tensor], optimizer) -> None:
+        """Keep components `keeps[slot]` of layer `slot`: each layer's A and B, then the pool once."""
+        for slot, keep in keeps.items():
+            self.modules[slot].module.keep_own_components(keep, optimizer)
+        self.pool.keep(keeps, optimizer)
 
     def project_to_budget(self, optimizer=None) -> int:
         """Keep at most budget_total components overall: the ones with the largest log α.
@@ -218,28 +246,30 @@ class AdapterSet:
         but a half-open gate counts < 1 in ŝ and a whole rank after removal.
         """
         keep_n = self.budget_total()
-        gated = [layer for layer in self if layer.gated and layer.rank]
-        if sum(layer.rank for layer in gated) <= keep_n:
+        if self.pool is None or self.total_rank() <= keep_n:
             return 0
-        scores = torch.cat([layer.log_alpha.detach().float().cpu() for layer in gated])
-        owner = torch.cat([torch.full((layer.rank,), i) for i, layer in enumerate(gated)])
-        local = torch.cat([torch.arange(layer.rank) for layer in gated])
+        ranks = self.pool.ranks
+        scores = self.pool.log_alpha.detach().float().cpu()
+        owner = torch.cat([torch.full((r,), i) for i, r in enumerate(ranks)])
+        local = torch.cat([torch.arange(r) for r in ranks])
         order = torch.argsort(scores, descending=True, stable=True)[:keep_n]
-        removed = 0
-        for i, layer in enumerate(gated):
+        keeps = {}
+        for i, r in enumerate(ranks):
             keep = torch.sort(local[order[owner[order] == i]]).values
-            removed += layer.rank - keep.numel()
-            if keep.numel() < layer.rank:
-                layer.keep_components(keep, optimizer)
+            if keep.numel() < r:
+                keeps[i] = keep
+        removed = self.total_rank() - len(order)
+        self._keep(keeps, optimizer)
         return removed
 
     def freeze_structure(self) -> None:
         """Gates become deterministic and fixed; the rest of training tunes A, B and λ only."""
+        if self.pool is None:
+            return
         for layer in self:
-            if layer.gated:
-                layer.structure_frozen = True
-                layer.log_alpha.requires_grad_(False)
-                layer.log_alpha.grad = None
+            layer.structure_frozen = True
+        self.pool.log_alpha.requires_grad_(False)
+        self.pool.log_alpha.grad = None
 
     @property
     def structure_frozen(self) -> bool:
@@ -264,8 +294,8 @@ class AdapterSet:
         main = []
         for layer in self:
             main += [layer.lora_A, layer.lora_B]
-            if layer.gated:
-                main.append(layer.lora_lambda)
+        if self.pool is not None:
+            main.append(self.pool.lora_lambda)  # every layer's λ, one tensor
         groups = [{"params": main, "lr": lr, "weight_decay": weight_decay, "name": "adapters"}]
         if extra:
             groups.append({"params": extra, "lr": lr, "weight_decay": weight_decay, "name": "extra"})
@@ -308,4 +338,6 @@ def attach_adapters(model: nn.Module, cfg: AdapterConfig, modules_to_save: list[
 def extra_trainable_parameters(model: nn.Module, adapters: AdapterSet) -> list[nn.Parameter]:
     """Trainable parameters that are not adapter parameters (e.g. a new classification head)."""
     own = {id(p) for layer in adapters for p, _ in layer.adapter_parameters().values()}
+    if adapters.pool is not None:
+        own.add(id(adapters.pool.lora_lambda))
     return [p for p in model.parameters() if p.requires_grad and id(p) not in own]

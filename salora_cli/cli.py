@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from salora_cli.console import RunConsole
 from rich.text import Text
 
 from salora_cli import config as cfgmod
@@ -24,8 +24,8 @@ train_app = typer.Typer(no_args_is_help=True, help="Train one run (a task × met
 report_app = typer.Typer(no_args_is_help=True, help="Metric tables and rank reports.")
 app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
-console = Console()
-err_console = Console(stderr=True)
+console = RunConsole()
+err_console = RunConsole(stderr=True)
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIGS = PROJECT / "configs"

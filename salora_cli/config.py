@@ -52,7 +52,9 @@ class TrainConfig:
     log_every: int = field(default=1, metadata={"help": "Steps between log.jsonl lines"})
     checkpoint_every: int | None = field(default=None, metadata={"help": (
         "Steps between resumable checkpoints; not given: at each evaluation")})
-    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16 (GPU)"})
+    mixed_precision: str = field(default="no", metadata={"help": (
+        "no | fp16 (GPU) | bf16 (GPU, or autocast on the CPU): the matrix products run in that precision; "
+        "weights, SaLoRA's gates, λ and budget multiplier stay fp32")})
     seed: int = field(default=0, metadata={"help": "Random seed"})
     report_to: str | None = field(default=None, metadata={"help": (
         "Experiment trackers, comma-separated, through accelerate (tensorboard, wandb, mlflow, comet_ml, "

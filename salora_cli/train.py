@@ -31,6 +31,7 @@ import tasks
 from salora_cli import atomic, faults, run_dir as rd
 from salora_cli.batching import LengthGroupedSampler
 from salora_cli.config import RunConfig
+from salora_cli.console import RunConsole
 from salora_cli.errors import SaloraError
 from salora_cli.methods import REGISTRY, build_method, load_method, resume_method
 from salora_cli.methods.base import Method
@@ -65,7 +66,7 @@ class Trainer:
         this loop does not depend on the code that trains the style classifier with it."""
         self.cfg = cfg
         self.out = out
-        self.console = console or Console()
+        self.console = console or RunConsole()
         # Several runs share one process under `salora reproduce`: each measures its own peak.
         self.memory_scope = reset_peak_memory()
         t = cfg.train

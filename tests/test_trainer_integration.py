@@ -67,12 +67,13 @@ def test_trainers_optimizer_holds_the_sliced_adapters(trained):
     trainer, handle, _, _ = trained
     inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
     held = {id(p) for g in inner.param_groups for p in g["params"]}
-    for layer in handle.adapters:
-        for p in (layer.lora_A, layer.lora_B, layer.lora_lambda):
-            assert id(p) in held  # the new, smaller tensors, not the ones removal replaced
-            state = inner.state.get(p)
-            if state and layer.rank:
-                assert state["exp_avg"].shape == p.shape
+    # every layer's A and B, and the pool's one λ tensor (salora.pool: the layers' λ are its views)
+    current = [p for layer in handle.adapters for p in (layer.lora_A, layer.lora_B)]
+    for p in current + [handle.adapters.pool.lora_lambda]:
+        assert id(p) in held  # the new, smaller tensors, not the ones removal replaced
+        state = inner.state.get(p)
+        if state and p.numel():
+            assert state["exp_avg"].shape == p.shape
     gates = {id(g) for g in handle.adapters.gate_parameters()}
     assert not gates & held  # never stepped by Trainer's optimizer
 

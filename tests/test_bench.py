@@ -1,0 +1,27 @@
+"""`make bench` in its quick form: it runs, prints op counts and ratios, and nothing buries the table
+(no transformers load reports, no profiler chatter)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_quick_prints_a_readable_table(shared_data):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SALORA_DATA": str(shared_data)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--quick"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout + done.stderr
+    assert "LOAD REPORT" not in text and "USDT" not in text and "Loading weights" not in text
+    assert "SST-2 short: batch 16×" in done.stdout
+    counts = {}
+    for name in ("our LoRA", "SaLoRA unpruned", "SaLoRA r=4, frozen"):
+        row = re.search(rf"^  {re.escape(name)} +[\d.]+ +(\d+) +(\d+)", done.stdout, re.M)
+        assert row, (name, done.stdout)
+        counts[name] = int(row.group(1))
+    assert counts["SaLoRA unpruned"] < 1.15 * counts["our LoRA"]  # was 1.45 before the pooled gates
+    assert re.search(r"SaLoRA unpruned / LoRA +[\d.]+ +[\d.]+ +[\d.]+", done.stdout)
