@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 ARGS = ["train", "glue", "--task", "rte", "--max-train-samples", "64", "--max-steps", "12",
-        "--max-length", "64", "--max-eval-samples", "40", "--eval-every", "6", "--rank", "4", "--budget", "2",
+        "--max-length", "64", "--max-eval-samples", "200", "--eval-every", "6", "--rank", "4", "--budget", "2",
         "--set", "adapter.prune_every=1", "--set", "adapter.gate_lr=0.5", "--set", "adapter.ramp_start=0",
         "--set", "adapter.ramp_end=0.3", "--set", "adapter.freeze_at=0.8"]
 
@@ -36,7 +36,7 @@ def test_two_processes_match_one(tmp_path, shared_data, method):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert two["processes"] == {"count": 2, "structure_agrees": True}
-    assert two["eval_examples"] == one["eval_examples"] == 40  # gathered over both processes
+    assert two["eval_examples"] == one["eval_examples"] == 200  # gathered over both processes
     assert abs(two["final"]["metrics"]["accuracy"] - one["final"]["metrics"]["accuracy"]) <= 5.0
     ranks = json.loads((tmp_path / "two" / "ranks.json").read_text())
     assert sum(m["rank"] for m in ranks["modules"]) <= 72

@@ -66,4 +66,6 @@ def test_learns_each_matrix_rank_within_budget_and_keeps_it():
     after = [loss for step, loss, _ in history if step >= budget_reached]
     initial = history[0][1]
     assert max(after) < 0.05 * initial, history
-    assert after[-1] <= min(after) * 1.5, history
+    # Losing a needed component late would raise the loss by a good part of that component's share
+    # (~1e-2 here); once converged, the loss only wanders within ~1e-4 (gate noise, AdamW at lr 1e-2).
+    assert after[-1] <= max(after[0], 1e-3 * initial), history
