@@ -237,10 +237,7 @@ class AdaptedLinear(nn.Module):
         # place (.data), so the controller's optimizer keeps pointing at the same tensor
         super()._apply(fn, recurse)
         if self.pool is None and self.log_alpha is not None:
-            with torch.no_grad():
-                moved = fn(self.log_alpha)
-            if moved is not self.log_alpha:
-                self.log_alpha.data = moved
+            move_in_place(self.log_alpha, fn)
         return self
 
     def extra_repr(self) -> str:
@@ -303,3 +300,12 @@ def _swap_in_optimizer(optimizers, old: nn.Parameter, new: nn.Parameter, slice_s
             group["params"] = [new if q is old else q for q in group["params"]]
         if old in inner.state:
             inner.state[new] = {k: slice_state(v) for k, v in inner.state.pop(old).items()}
+
+
+def move_in_place(leaf: torch.Tensor, fn) -> None:
+    """Apply a module `_apply` function (`.to()`, `.half()`, ...) to an unregistered leaf tensor in
+    place (its .data), so an optimizer holding the tensor keeps pointing at it."""
+    with torch.no_grad():
+        moved = fn(leaf)
+    if moved is not leaf:
+        leaf.data = moved

@@ -83,11 +83,10 @@ class ComponentPool(nn.Module):
     def _apply(self, fn, recurse: bool = True):
         # as AdaptedLinear._apply: the gates follow `.to()` by hand, in place, so the handle's
         # optimizer keeps pointing at the same tensor
+        from salora.layer import move_in_place
+
         super()._apply(fn, recurse)
-        with torch.no_grad():
-            moved = fn(self.log_alpha)
-        if moved is not self.log_alpha:
-            self.log_alpha.data = moved
+        move_in_place(self.log_alpha, fn)
         return self
 
     def extra_repr(self) -> str:

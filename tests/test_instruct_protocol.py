@@ -12,7 +12,7 @@ from conftest import FIXTURES, ROOT
 from salora_cli.config import build_config
 from salora_cli.errors import SaloraError
 from salora_cli.reproduce import load_profile, plan
-from tiny_instruct import FIXTURE, save_tiny_llama
+from tiny_instruct import FIXTURE, save_tiny_llama, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _instruct_runs(profile: str) -> list:
@@ -55,16 +55,6 @@ def test_transfer_field_is_checked(tmp_path, entry, message):
     path.write_text(yaml.safe_dump({"name": "p", "grid": [entry]}))
     with pytest.raises(SaloraError, match=message):
         load_profile(path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_instruct_grid_runs_reports_and_skips_finished_runs(tmp_path, capsys):

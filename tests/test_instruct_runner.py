@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cli_helpers import assert_clean_error, run_cli
-from tiny_instruct import FIXTURE, save_tiny_llama
+from tiny_instruct import FIXTURE, save_tiny_llama, one_thread  # noqa: F401 (autouse fixture)
 
 QUICK = ["--max-steps", "4", "--batch-size", "4", "--max-length", "96", "--dev-size", "4", "--eval-every", "2",
          "--set", "train.eval_batch_size=4", "--rank", "4", "--budget", "2"]
@@ -17,17 +17,6 @@ RUN_FILES = {"config.yaml", "command.txt", "env.json", "log.jsonl", "metrics.jso
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a shared CPU (thread sync dominates)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def train(tmp_path, capsys, model, method: str, *extra) -> tuple[int, str, str]:

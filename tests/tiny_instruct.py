@@ -7,11 +7,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tasks.alpaca_template import alpaca_prompt
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "instruct" / "tiny.json"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread on a shared CPU (thread sync dominates); a test
+    module that imports this fixture gets it for every test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def vocabulary() -> list[str]:
