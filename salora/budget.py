@@ -44,10 +44,11 @@ from salora.config import AdapterConfig
 
 @dataclass
 class BudgetState:
-    integral: float = 0.0  # μ_I (inequality) or λ1 (equality form)
-    quadratic: float = 0.0  # λ2 (equality form only)
-    multiplier: float = 0.0  # the pressure μ applied at the last step (logged)
-    last_violation: float | None = None
+    # floats, or 0-dim float64 tensors while training (see `pressure`); saved as floats
+    integral: float | torch.Tensor = 0.0  # μ_I (inequality) or λ1 (equality form)
+    quadratic: float | torch.Tensor = 0.0  # λ2 (equality form only)
+    multiplier: float | torch.Tensor = 0.0  # the pressure μ applied at the last step (logged)
+    last_violation: float | torch.Tensor | None = None
 
 
 class BudgetController:
@@ -75,35 +76,47 @@ class BudgetController:
         return self.progress(step) >= self.cfg.freeze_at
 
     # ------------------------------------------------------------ Lagrangian
-    def pressure(self, measured_avg: float, step: int) -> float:
+    def pressure(self, measured_avg, step: int):
         """∂/∂c of the Lagrangian's budget term at the current multipliers: the push on the gates.
 
-        `measured_avg`: the constrained rank per matrix (open count or ŝ, by `budget_push`)."""
+        `measured_avg`: the constrained rank per matrix (open count or ŝ, by `budget_push`), a
+        float or a 0-dim float64 tensor. The training step passes tensors, so that nothing here
+        waits for the device (no `.item()` in a step that does not log or prune); the arithmetic is
+        the same IEEE double arithmetic either way, so both give bit-identical multipliers."""
         v = measured_avg - self.target(step)
         s = self.state
         if self.cfg.budget_form == "equality":  # λ1·v + λ2·v²: may push gates back up
             s.multiplier = s.integral + 2.0 * s.quadratic * v
         else:
-            s.multiplier = max(0.0, s.integral + self.cfg.multiplier_damping * v)
+            s.multiplier = _at_least_zero(s.integral + self.cfg.multiplier_damping * v)
         return s.multiplier
 
-    def ascend(self, measured_avg: float, step: int) -> None:
+    def ascend(self, measured_avg, step: int) -> None:
         """One projected gradient-ascent step of the multipliers (∂L/∂μ = c − t)."""
         v = measured_avg - self.target(step)
         s, lr = self.state, self.cfg.multiplier_lr
-        closing = s.last_violation is not None and 0.0 < v < s.last_violation
-        s.last_violation = v
+        last, s.last_violation = s.last_violation, v
         if self.cfg.budget_form == "equality":
             s.integral += lr * v
             s.quadratic += lr * v * v
-        elif not closing:
-            s.integral = max(0.0, s.integral + lr * v)
+            return
+        grown = _at_least_zero(s.integral + lr * v)
+        if last is None:
+            s.integral = grown
+        elif torch.is_tensor(v):  # conditional integration without a device sync
+            s.integral = torch.where((v > 0) & (v < last), s.integral, grown)
+        elif not 0.0 < v < last:
+            s.integral = grown
 
     def state_dict(self) -> dict:
-        return dict(vars(self.state))
+        return {k: float(v) if torch.is_tensor(v) else v for k, v in vars(self.state).items()}
 
     def load_state_dict(self, state: dict) -> None:
         self.state = BudgetState(**state)
+
+
+def _at_least_zero(x):
+    return x.clamp(min=0.0) if torch.is_tensor(x) else max(0.0, x)
 
 
 # "angles" (the previous default, kept for the ablation): below a norm of ~0.05 a column counts as
@@ -130,36 +143,54 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
     form "angles" (ablation, the previous default): rows/columns normalised by √(‖v‖² + eps), squared
     cosines only. form "frobenius" (ablation, the original): ‖AAᵀ − I‖² + ‖BᵀB − I‖², which also pulls
     every norm to 1.
-    Matrices of equal shape are stacked and done in one batched product: a per-step regulariser
-    over dozens of tiny matrices is otherwise dominated by per-op overhead. Rank-0 matrices skip.
+    A's rows and B's columns of one shape (r × d) go into one stack, A's and B's alike, and each
+    stack is done in one batched product: a per-step regulariser over dozens of tiny matrices is
+    otherwise dominated by per-op overhead (MiniLM's 36 matrices make two stacks, (12 × 384) and
+    (12 × 1536)). Rank-0 matrices skip.
     """
     if eps is None:
         eps = WEIGHTED_EPS if form == "weighted" else ORTH_EPS
-    groups: dict[tuple, list[torch.Tensor]] = {}
+    rows: dict[tuple, list[torch.Tensor]] = {}  # (r, d) -> A's of that shape (r rows of length d)
+    columns: dict[tuple, list[torch.Tensor]] = {}  # (r, d) -> B's whose r columns have length d
     count = 0
     for layer in layers:
         if not layer.gated or layer.rank == 0:
             continue
         count += 1
-        groups.setdefault(("A",) + tuple(layer.lora_A.shape), []).append(layer.lora_A)
-        groups.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B)
+        rows.setdefault(tuple(layer.lora_A.shape), []).append(layer.lora_A)
+        columns.setdefault(tuple(reversed(layer.lora_B.shape)), []).append(layer.lora_B)
     if not count:
         return None
     total = None
-    for key, mats in groups.items():
-        stacked = torch.stack(mats)  # (n, r, d): rows should be orthonormal
-        if key[0] == "B":  # B's columns: one transpose of the stack, not one per matrix (op count)
-            stacked = stacked.transpose(1, 2).contiguous()
+    for shape in {**rows, **columns}:
+        parts = []  # (n, r, d) each: the vectors that should be orthonormal are the rows
+        if shape in rows:
+            parts.append(torch.stack(rows[shape]))
+        if shape in columns:  # B's columns: one transpose of the stack, not one per matrix
+            parts.append(torch.stack(columns[shape]).transpose(1, 2))
+        stacked = torch.cat(parts) if len(parts) > 1 else parts[0].contiguous()
         if form == "angles":
             stacked = stacked * torch.rsqrt(stacked.pow(2).sum(-1, keepdim=True) + eps)
         gram = stacked @ stacked.transpose(1, 2)
-        eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
         if form == "weighted":  # (v_i·v_j)² / (‖v_i‖‖v_j‖) = ‖v_i‖‖v_j‖ cos²
             norms = torch.sqrt(stacked.pow(2).sum(-1) + eps)
-            term = ((gram * (1 - eye)).pow(2) / (norms.unsqueeze(-1) * norms.unsqueeze(-2))).sum()
+            term = ((gram * _off_diagonal(gram)).pow(2) / (norms.unsqueeze(-1) * norms.unsqueeze(-2))).sum()
         elif form == "angles":  # the diagonal is ‖v‖²/(‖v‖² + eps): a size, not an angle
-            term = (gram * (1 - eye)).pow(2).sum()
+            term = (gram * _off_diagonal(gram)).pow(2).sum()
         else:
+            eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
             term = (gram - eye).pow(2).sum()
         total = term if total is None else total + term
     return total / count
+
+
+_OFF_DIAGONAL: dict[tuple, torch.Tensor] = {}
+
+
+def _off_diagonal(gram: torch.Tensor) -> torch.Tensor:
+    """1 − I for `gram`'s r × r blocks, built once per (r, device, dtype): two ops less per stack
+    and step."""
+    key = (gram.shape[-1], gram.device, gram.dtype)
+    if key not in _OFF_DIAGONAL:
+        _OFF_DIAGONAL[key] = 1 - torch.eye(key[0], device=gram.device, dtype=gram.dtype)
+    return _OFF_DIAGONAL[key]

@@ -174,31 +174,47 @@ class AdapterSet:
     def open_rank_avg(self) -> float:
         """Components whose deterministic gate is open (ẑ > 0), per matrix: the rank the model has
         once closed components are removed (ungated matrices count their full rank)."""
+        return float(self.open_rank_avg_tensor())
+
+    def open_rank_avg_tensor(self) -> torch.Tensor:
+        """The same as a 0-dim float64 tensor on the gates' device: no device sync (the step's use)."""
         if self.pool is None:
-            return float(self.total_rank()) / len(self)
+            return torch.tensor(float(self.total_rank()) / len(self), dtype=torch.float64)
         is_open = self.pool.log_alpha.detach() > self.gates.closed_threshold()
-        return int(is_open.sum()) / len(self)
+        return torch.count_nonzero(is_open).double() / len(self)
 
     @torch.no_grad()
-    def push_marginal(self, keep_total: int, amount: float) -> int:
-        """Lower log α by `amount` on the open components beyond the `keep_total` largest.
+    def push_marginal(self, keep_total: int, amount) -> torch.Tensor:
+        """Lower log α by `amount` (a float or 0-dim tensor) on the open components beyond the
+        `keep_total` largest.
 
         The ranked budget push (see budget.py): only the components that must close for the open
-        count to meet its target move, the least defended first. Returns how many were pushed.
+        count to meet its target move, the least defended first. Returns how many were selected (each
+        moved by `amount`, so by 0 when it is 0 or below), as a 0-dim tensor. Nothing here waits for the device: the count stays a tensor and a pressure of
+        0 or below adds 0, which leaves log α exactly as it was.
         """
-        if self.pool is None or amount <= 0 or not self.pool.log_alpha.numel():
-            return 0
+        if self.pool is None or not self.pool.log_alpha.numel():
+            return torch.tensor(0)
         log_alpha = self.pool.log_alpha
         is_open = log_alpha > self.gates.closed_threshold()
-        excess = int(is_open.sum()) - keep_total
-        if excess <= 0:
-            return 0
+        excess = torch.count_nonzero(is_open) - keep_total
         # open components in increasing log α; closed ones sort last (+inf) and are never chosen
-        order = torch.argsort(torch.where(is_open, log_alpha, torch.inf), stable=True)[:excess]
-        push = torch.zeros_like(log_alpha)
-        push[order] = amount
-        log_alpha.sub_(push)  # all layers at once: their log α are views of this one tensor
-        return excess
+        order = torch.argsort(torch.where(is_open, log_alpha, torch.inf), stable=True)
+        positions, zero = self._push_constants(log_alpha)
+        chosen = positions < excess
+        amount = torch.as_tensor(amount).to(log_alpha).clamp(min=0.0)
+        # all layers at once (their log α are views of this one tensor); x + (−a) is exactly x − a
+        log_alpha.scatter_add_(0, order, torch.where(chosen, -amount, zero))
+        return excess.clamp(min=0)
+
+    def _push_constants(self, log_alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """0 .. n−1 and a 0, kept between steps (rebuilt only when components are removed): two
+        tensors fewer to build at every step."""
+        n, device = log_alpha.numel(), log_alpha.device
+        cached = getattr(self, "_push_cache", None)
+        if cached is None or cached[0].numel() != n or cached[0].device != device or cached[1].dtype != log_alpha.dtype:
+            self._push_cache = cached = (torch.arange(n, device=device), log_alpha.new_zeros(()))
+        return cached
 
     def stats(self) -> list[dict]:
         """Per-module rank and gate statistics; cheap (a few tiny reductions per module)."""

@@ -69,15 +69,11 @@ class SaLoRA:
         # foreach: one kernel per op over all gate vectors (CPU defaults to a Python loop)
         self.gate_optimizer = (torch.optim.Adam(adapters.gate_parameters(), lr=self.cfg.gate_lr, foreach=True)
                                if self.cfg.gated else None)
-        self._expected: float | None = None  # ŝ after the last step, for logging
         self.removed = {"gates": 0, "projection": 0}  # components removed so far, by cause
         # the last training forward's own loss and orthogonality term (before its weight), detached
         self.last_task_loss: torch.Tensor | None = None
         self.last_orth: torch.Tensor | None = None
-        if self.cfg.gated:
-            with torch.no_grad():
-                self._expected = float(adapters.expected_rank_avg())
-            if self.cfg.orth_reg > 0:
+        if self.cfg.gated and self.cfg.orth_reg > 0:
                 self._hook = self.model.register_forward_hook(self._add_regularizer)
         if total_steps is not None:
             self.set_total_steps(total_steps)
@@ -125,15 +121,17 @@ class SaLoRA:
     def log_values(self, step: int | None = None) -> dict[str, float]:
         """Budget state for a log line at `step` (default: the next step): expected and open rank,
         target, multiplier, Lagrangian term. Empty once the structure is frozen."""
-        if not self.active or self._expected is None:
+        if not self.active:
             return {}
         step = self.steps_done + 1 if step is None else step
         target, open_rank = self.controller.target(step), self.adapters.open_rank_avg()
+        with torch.no_grad():  # ŝ of the gates as they are now, after the last step's push
+            expected = float(self.adapters.expected_rank_avg())
+        multiplier = float(self.controller.state.multiplier)
         # the constrained quantity: open count (ranked push) or ŝ (uniform push)
-        measured = open_rank if self.cfg.budget_push == "ranked" else self._expected
-        return {"expected_rank": self._expected, "open_rank": open_rank, "target_rank": target,
-                "multiplier": self.controller.state.multiplier,
-                "lagrangian": self.controller.state.multiplier * (measured - target)}
+        measured = open_rank if self.cfg.budget_push == "ranked" else expected
+        return {"expected_rank": expected, "open_rank": open_rank, "target_rank": target,
+                "multiplier": multiplier, "lagrangian": multiplier * (measured - target)}
 
     def _optimizers(self, optimizer) -> list:
         return [o for o in (optimizer, self.gate_optimizer) if o is not None]
@@ -159,19 +157,19 @@ class SaLoRA:
         # but never from before ramp_start, unless lead_before_ramp (the previous behaviour) says so
         lead = ranked and (self.cfg.lead_before_ramp or self.controller.progress(step) >= self.cfg.ramp_start)
         aim = step + int(self.cfg.push_lead * self.controller.total_steps) if lead else step
+        # Nothing below waits for the device: counts, the multiplier and the push stay tensors
+        # (0-dim, float64 for the multiplier's arithmetic) unless this step removes components.
         with torch.no_grad():  # the budget's say, decoupled from the gates' Adam
-            expected = float(self.adapters.expected_rank_avg())
             if ranked:
-                measured = self.adapters.open_rank_avg()
+                measured = self.adapters.open_rank_avg_tensor()
                 mu = self.controller.pressure(measured, aim)
                 keep = int(self.controller.target(aim) * len(self.adapters) + 1e-9)
                 self.adapters.push_marginal(keep, self.cfg.gate_lr * mu)
             else:  # uniform: the same push on every open gate, on the expected rank
-                measured = expected
+                measured = self.adapters.expected_rank_avg().double()
                 mu = self.controller.pressure(measured, aim)
-                if mu:
-                    torch._foreach_sub_(self.adapters.gate_parameters(), self.cfg.gate_lr * mu)
-        self._expected = expected
+                for gates in self.adapters.gate_parameters():
+                    gates.sub_((self.cfg.gate_lr * mu).to(gates.dtype))
         self.controller.ascend(measured, aim)
         events = {}
         freeze = self.controller.should_freeze(step)
@@ -228,7 +226,7 @@ class SaLoRA:
         """Everything besides the weights needed to resume exactly (multiplier, gates' Adam, counts)."""
         if self.controller is None:
             return {}
-        return {"controller": self.controller.state_dict(), "expected": self._expected,
+        return {"controller": self.controller.state_dict(),
                 "removed": dict(self.removed), "steps_done": self.steps_done,
                 "gate_optimizer": self.gate_optimizer.state_dict()}
 
@@ -236,7 +234,6 @@ class SaLoRA:
         if self.controller is None or not state:
             return
         self.controller.load_state_dict(state["controller"])
-        self._expected = state["expected"]
         self.removed = dict(state.get("removed", self.removed))
         self.steps_done = state.get("steps_done", self.steps_done)
         self.gate_optimizer.load_state_dict(state["gate_optimizer"])

@@ -164,3 +164,54 @@ def test_ranked_push_moves_only_the_lowest_open_components():
     assert pushed == 1  # 3 open, keep 2: only the lowest open one (log α 1.0) moves
     assert layer.log_alpha.tolist() == pytest.approx([3.0, 0.5, 2.0, -5.0])
     assert adapters.push_marginal(keep_total=3, amount=0.5) == 0
+
+
+def _descends_from_optimizer_step(event) -> bool:
+    while event is not None:
+        if event.name.startswith("Optimizer.step"):
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def test_a_step_that_does_not_prune_never_reads_a_value_back_from_the_device():
+    """Issue 20: on a GPU every `.item()` / `float(tensor)` / `if tensor` in the step stalls the
+    launch queue. Counts, multiplier and push stay tensors until a step removes components or logs.
+    (The gates' Adam reads its step counter with `.item()`: that counter lives on the CPU, no sync.)"""
+    from torch.profiler import ProfilerActivity, profile
+
+    import salora
+
+    torch.manual_seed(0)
+    model = _Pair()
+    handle = salora.attach(model, AdapterConfig(r_init=4, target_modules=["f"], budget=2, ramp_start=0.0,
+                                                prune_every=1000), total_steps=100)
+    optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
+    for step in range(1, 6):
+        model(torch.randn(4, 16)).pow(2).mean().backward()
+        optimizer.step()
+        if step < 5:
+            handle.step(optimizer)
+        else:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                handle.step(optimizer)
+        optimizer.zero_grad()
+    reads = [e for e in prof.events() if e.name == "aten::_local_scalar_dense"]
+    assert [e for e in reads if not _descends_from_optimizer_step(e)] == []
+    assert float(handle.controller.state.multiplier) > 0  # the budget did push in these steps
+
+
+def test_the_multiplier_is_the_same_from_tensors_and_from_floats():
+    """The step feeds the controller 0-dim float64 tensors (no sync); a caller may feed floats. The
+    arithmetic is IEEE double either way, so the two agree bit for bit."""
+    from salora.budget import BudgetController
+
+    cfg = AdapterConfig(r_init=12, budget=8)
+    by_float, by_tensor = BudgetController(cfg, 100), BudgetController(cfg, 100)
+    for step, measured in enumerate([12.0, 11.5, 11.0, 11.25, 10.0, 9.5, 9.75, 9.0, 8.5, 8.25], start=20):
+        a = by_float.pressure(measured, step)
+        b = by_tensor.pressure(torch.tensor(measured, dtype=torch.float64), step)
+        by_float.ascend(measured, step)
+        by_tensor.ascend(torch.tensor(measured, dtype=torch.float64), step)
+        assert a == float(b) and by_float.state.integral == float(by_tensor.state.integral)
+    assert by_tensor.state_dict() == by_float.state_dict()
