@@ -116,7 +116,7 @@ def build(variant: str, seed: int = 0):
 def train_step(model, opt, hooks, data, forward=None):
     """One optimizer step exactly as the training loop does it (the SaLoRA handle's step included;
     its regulariser is in the model's loss). `forward`: a compiled model, else the model."""
-    loss = (forward or model)(**data).loss
+    loss = (model if forward is None else forward)(**data).loss
     loss.backward()
     opt.step()
     if hooks is not None:

@@ -173,7 +173,7 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
             stacked = stacked * torch.rsqrt(stacked.pow(2).sum(-1, keepdim=True) + eps)
         gram = stacked @ stacked.transpose(1, 2)
         if form == "weighted":  # (v_i·v_j)² / (‖v_i‖‖v_j‖) = ‖v_i‖‖v_j‖ cos²
-            norms = torch.sqrt(stacked.pow(2).sum(-1) + eps)
+            norms = torch.sqrt(torch.diagonal(gram, dim1=-2, dim2=-1) + eps)  # ‖v‖² is gram's diagonal
             term = ((gram * _off_diagonal(gram)).pow(2) / (norms.unsqueeze(-1) * norms.unsqueeze(-2))).sum()
         elif form == "angles":  # the diagonal is ‖v‖²/(‖v‖² + eps): a size, not an angle
             term = (gram * _off_diagonal(gram)).pow(2).sum()
