@@ -228,9 +228,19 @@ def scorers(subject_base: str, tc: TransferConfig, data_folder: str, console: Co
         used.update(style_classifier=str(run), classifier_heldout_accuracy=held_out)
     fluency = None
     if tc.fluency:
-        fluency = (model, tokenizer) if model is not None else load_causal_lm(subject_base)
+        fluency = (model, tokenizer) if model is not None else _base_lm(subject_base)
         used["fluency_lm"] = f"{subject_base} (base model, no adapter)"
     return classify, fluency, used
+
+
+_BASE_LMS: dict[str, tuple] = {}  # one fluency LM per base model and process (make reproduce scores six transfers)
+
+
+def _base_lm(name: str) -> tuple:
+    if name not in _BASE_LMS:
+        model, tokenizer = load_causal_lm(name)
+        _BASE_LMS[name] = (model.eval(), tokenizer)
+    return _BASE_LMS[name]
 
 
 def run_transfer(ref: str, tc: TransferConfig, out: Path | None, overwrite: bool, console: Console) -> Path:

@@ -53,7 +53,7 @@ def score_transfer(records: Sequence[dict[str, Any]], *, normalize: Normalizer |
         lm, tokenizer = fluency_lm
         refs = [ref for r in records for ref in r["references"]]
         texts = outputs + [r["source"] for r in records] + refs
-        flat = text_nlls(lm, tokenizer, [plain_text(t) for t in texts], batch_size=batch_size)
+        flat = _remembered_nlls(lm, tokenizer, [plain_text(t) for t in texts], batch_size)
         n = len(records)
         ref_rows = [i for i, r in enumerate(records) for _ in r["references"]]
         nlls = {"perplexity": flat[:n], "perplexity_sources": flat[n:2 * n],
@@ -65,6 +65,20 @@ def score_transfer(records: Sequence[dict[str, Any]], *, normalize: Normalizer |
         rows = [i for i, r in enumerate(records) if (r["source_style"], r["target_style"]) == key]
         directions[direction_name(*key)] = _block(records, rows, **context)
     return overall, directions
+
+
+# (fluency LM's name or path, text) -> (summed NLL, tokens). Every transfer of one task scores the same
+# sources and references under the same base LM: in one process (`make reproduce` scores six
+# transfers) they are scored once, and only each model's rewrites are new.
+_NLL_MEMORY: dict[tuple[str, str], tuple[float, int]] = {}
+
+
+def _remembered_nlls(lm, tokenizer, texts: list[str], batch_size: int) -> list[tuple[float, int]]:
+    name = getattr(getattr(lm, "config", None), "_name_or_path", "") or f"id-{id(lm)}"
+    new = sorted({t for t in texts if (name, t) not in _NLL_MEMORY}, key=len)  # similar lengths batch together
+    for text, value in zip(new, text_nlls(lm, tokenizer, new, batch_size=batch_size)):
+        _NLL_MEMORY[(name, text)] = value
+    return [_NLL_MEMORY[(name, t)] for t in texts]
 
 
 def _block(records: Sequence[dict[str, Any]], rows: list[int], *, normalize: Normalizer | None, lowercase: bool,
