@@ -111,8 +111,11 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
     rewrites those style test sets zero-shot into RUN/transfer/<task>, and so does each such entry's
     base model without adapter, into runs_root/transfer/<model>/<task> (a row of its own). A finished
     transfer is skipped; one that was interrupted left nothing (its folder is swapped in whole) and
-    runs again. `options`: TransferConfig fields the profile sets for every transfer (transfer_options)."""
-    from salora_cli.transfer import RUN_SUBFOLDER, is_transfer_folder, resolve_subject, run_transfer
+    runs again; a finished one whose outcome labels an older version of the output checks made gets them
+    redone from its generations (transfer.relabel_folder). `options`: TransferConfig fields the profile
+    sets for every transfer (transfer_options)."""
+    from salora_cli.transfer import (RUN_SUBFOLDER, is_transfer_folder, needs_relabelling, relabel_folder,
+                                     resolve_subject, run_transfer)
     from salora_cli.transfer_config import TransferConfig
 
     jobs: list[tuple[str, str, Path]] = []
@@ -127,10 +130,19 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
                 jobs.append((str(run), task, run / RUN_SUBFOLDER / task))
     for i, (subject, task, folder) in enumerate(jobs, 1):
         if is_transfer_folder(folder):
-            console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished earlier, skipped[/]")
+            if needs_relabelling(folder):  # the output checks changed since: labels redone, nothing generated
+                shares = relabel_folder(folder)
+                console.print(f"transfer {i}/{len(jobs)} {folder}: finished earlier, outcome labels redone by "
+                              f"today's checks (off-task {shares['share_off_task']:.1f} %)")
+            else:
+                console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished earlier, skipped[/]")
             continue
         settings = TransferConfig(task=task, **options)
+        started = time.perf_counter()
         run_transfer(subject, settings, folder, overwrite=False, console=console)
+        # loading, generation and scoring; a part of its own in the wall-time table
+        _add_wall_time(runs_root, f"{RUN_SUBFOLDER}:{folder.relative_to(runs_root)}", time.perf_counter() - started,
+                       fresh=True)
 
 
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
@@ -293,7 +305,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
     grid_s = sum(_wall_times(runs_root).values()) or None
     missing = _unfinished(every, choices, {r.path.name for r in planned})
-    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p], missing)
+    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p], missing, runs_root)
     console.print(f"results written to {results}")
 
 
@@ -393,8 +405,18 @@ def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
                 shutil.copyfile(run.path / name, folder / name)
 
 
+def _parts_markdown(runs_root: Path | None) -> str:
+    """Summed wall time per part: a task's runs (the folder name's task prefix), and the zero-shot
+    transfers (recorded since 2026-12-01) as one part of their own."""
+    parts: dict[str, float] = {}
+    for name, seconds in (_wall_times(runs_root) if runs_root else {}).items():
+        part = "zero-shot transfers" if name.startswith("transfer:") else name.split("_", 1)[0]
+        parts[part] = parts.get(part, 0.0) + seconds
+    return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
+
+
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  grid_s: float | None, written: list[Path], missing: list[str] = ()) -> None:
+                  grid_s: float | None, written: list[Path], missing: list[str] = (), runs_root: Path | None = None) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
@@ -412,7 +434,7 @@ To regenerate it: `make reproduce PROFILE={profile['name']}` from the project ro
 here; finished runs are skipped, so it may span several sittings).
 This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
-{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`)." if grid_s else ""}
+{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(runs_root)}." if grid_s else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},

@@ -195,16 +195,54 @@ def generate(model, tokenizer, examples: list[dict], tc: TransferConfig) -> list
 
 def with_cut(examples: list[dict], raw: list[str]) -> list[dict]:
     """generations.jsonl records: the example, its raw continuation, the cut rewrite, its outcome."""
-    from tasks.output_checks import check_output
     from tasks.zero_shot import cut_answer
 
-    records = []
-    for ex, text in zip(examples, raw):
-        rewrite = cut_answer(text, ex["source"])
-        check = check_output(rewrite, ex["source"])
-        records.append({**ex, "raw": text, "generation": rewrite, "outcome": check.outcome,
-                        **({"matched": check.refusal or check.comment} if (check.refusal or check.comment) else {})})
-    return records
+    return [labelled({**ex, "raw": text, "generation": cut_answer(text, ex["source"])})
+            for ex, text in zip(examples, raw)]
+
+
+def labelled(record: dict) -> dict:
+    """`record` with its outcome label (tasks.output_checks) and the phrase that matched, if any."""
+    from tasks.output_checks import check_output
+
+    check = check_output(record["generation"], record["source"])
+    record = {k: v for k, v in record.items() if k not in ("outcome", "matched")}
+    matched = check.refusal or check.comment
+    return {**record, "outcome": check.outcome, **({"matched": matched} if matched else {})}
+
+
+def needs_relabelling(folder: Path) -> bool:
+    """A finished transfer whose outcome labels an older version of the output checks made."""
+    from salora_cli.reports.runs import read_json
+    from tasks.output_checks import CHECKS_VERSION
+
+    return read_json(folder / "metrics.json", "metrics.json").get("output_checks_version", 1) < CHECKS_VERSION
+
+
+def relabel_folder(folder: Path) -> dict:
+    """The outcome labels and shares of a finished transfer recomputed by today's output checks, from its
+    generations.jsonl: nothing is generated or scored again (accuracy, BLEU and perplexity do not
+    depend on the labels). The folder is swapped in whole, its command.txt kept; metrics.json says
+    what was redone. Returns the new overall shares."""
+    from salora_cli.reports.runs import read_generations, read_json
+    from tasks.output_checks import CHECKS_VERSION, outcome_shares
+    from tasks.transfer_metrics import direction_name
+
+    metrics = read_json(folder / "metrics.json", "metrics.json")
+    settings = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    records = [labelled(r) for r in read_generations(folder / "generations.jsonl")]
+    test = metrics["test"]
+    test["metrics"].update(outcome_shares([r["generation"] for r in records], [r["source"] for r in records]))
+    for name, block in (test.get("directions") or {}).items():
+        rows = [r for r in records if direction_name(r["source_style"], r["target_style"]) == name]
+        block.update(outcome_shares([r["generation"] for r in rows], [r["source"] for r in rows]))
+    was = metrics.get("output_checks_version", 1)
+    metrics["output_checks_version"] = CHECKS_VERSION
+    metrics["relabelled"] = (f"outcome labels and shares recomputed from generations.jsonl by output checks version "
+                             f"{CHECKS_VERSION} (they were version {was}); nothing generated or scored again")
+    command = (folder / "command.txt").read_text(encoding="utf-8")
+    write_folder(folder, settings, metrics, records, command=command)
+    return test["metrics"]
 
 
 def score(records: list[dict], tc: TransferConfig, classify, fluency_lm) -> tuple[dict, dict]:
@@ -245,6 +283,8 @@ def _base_lm(name: str) -> tuple:
 
 def run_transfer(ref: str, tc: TransferConfig, out: Path | None, overwrite: bool, console: Console) -> Path:
     """The whole command: check, load, generate, cut, score, write; returns the folder written."""
+    from tasks.output_checks import CHECKS_VERSION
+
     tc.validate()
     if tc.data_dir:  # recorded as an absolute path: `salora eval` may run from elsewhere
         tc.data_dir = str(Path(tc.data_dir).expanduser().absolute())
@@ -273,6 +313,7 @@ def run_transfer(ref: str, tc: TransferConfig, out: Path | None, overwrite: bool
         "subject_run": str(subject.run_dir.resolve()) if subject.run_dir else None,
         "checkpoint": tc.checkpoint if subject.run_dir else None,
         "main_metric": "g_score" if classify is not None else "bleu",
+        "output_checks_version": CHECKS_VERSION,
         "test": {"split": tc.split, "examples": len(records), "metrics": overall, "directions": directions,
                  "generate_time_s": round(generate_s, 3), "score_time_s": round(score_s, 3),
                  "scorer_setup_s": round(setup_s, 3),
@@ -285,11 +326,12 @@ def run_transfer(ref: str, tc: TransferConfig, out: Path | None, overwrite: bool
     return out
 
 
-def write_folder(out: Path, settings: dict, metrics: dict, records: list[dict]) -> None:
-    """Swap the complete folder in at once (an earlier transfer there is replaced only as a whole)."""
+def write_folder(out: Path, settings: dict, metrics: dict, records: list[dict], command: str | None = None) -> None:
+    """Swap the complete folder in at once (an earlier transfer there is replaced only as a whole).
+    `command`: command.txt's text (default: this process's command line)."""
     def write(tmp: Path) -> None:
         atomic.write_text(tmp / "config.yaml", yaml.safe_dump(settings, sort_keys=False, allow_unicode=True))
-        atomic.write_text(tmp / "command.txt", shlex.join(sys.argv) + "\n")
+        atomic.write_text(tmp / "command.txt", command if command is not None else shlex.join(sys.argv) + "\n")
         atomic.write_text(tmp / "generations.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         atomic.write_json(tmp / "metrics.json", metrics)
 

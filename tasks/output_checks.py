@@ -9,6 +9,11 @@ Each check looks at one (cut) rewrite and its source; `check_output` gives every
 - "comment": a phrase from COMMENT_PHRASES, words about the sentence or the task instead of a rewrite
   of it ("this sentence", "here is", "rewritten", "the sentiment", ...), or a reply to the user
   ("i'm glad to hear", "you're looking for", "let me know", ...).
+- "label": a style label instead of a sentence: every word is one of LABEL_WORDS and one of them names
+  a style ("positive", "Negative.", "more formal", "sentiment: positive"). An instruction-tuned model
+  that saw sentiment classification in Alpaca answers "change the sentiment ..." this way (seen from
+  SmolLM2-135M tuned on 320 records: up to 30 % of its Yelp outputs). The classifier scores "positive"
+  as positive, so without this check such an answer would count as a transfer.
 - "loop": a repetition loop: a word repeated LOOP_RUN times in a row, or, in a rewrite of at least
   LOOP_MIN_WORDS words, a share of repeated word LOOP_N-grams (n-grams seen earlier in the same rewrite)
   of at least LOOP_SHARE.
@@ -42,7 +47,12 @@ LOOP_N = 3  # n-gram size for the repeated share
 LOOP_SHARE = 0.3  # share of n-grams that repeat an earlier one
 LOOP_MIN_WORDS = 8  # shorter rewrites are judged by LOOP_RUN only
 
-OUTCOMES = ("empty", "echo", "refusal", "comment", "loop", "rewrite")
+STYLE_NAMES = frozenset({"positive", "negative", "neutral", "formal", "informal"})
+LABEL_WORDS = STYLE_NAMES | {"more", "less", "very", "mixed", "sentiment", "tone", "style", "label", "answer",
+                             "it", "is", "the"}
+CHECKS_VERSION = 2  # 2: the "label" outcome; transfers labelled by an older version are rescored (reproduce)
+
+OUTCOMES = ("empty", "echo", "refusal", "comment", "label", "loop", "rewrite")
 _PUNCT_TOKEN = re.compile(r"^[^\w]+$")
 
 
@@ -97,11 +107,12 @@ class OutputCheck:
     echo: bool
     refusal: str | None  # the matched phrase
     comment: str | None
+    label: bool
     loop: bool
 
     @property
     def off_task(self) -> bool:
-        return bool(self.refusal or self.comment or self.loop)
+        return bool(self.refusal or self.comment or self.label or self.loop)
 
     @property
     def outcome(self) -> str:
@@ -116,15 +127,19 @@ def check_output(output: str, source: str) -> OutputCheck:
     out, src = words(output), words(source)
     return OutputCheck(empty=not output.strip(), echo=bool(out) and out == src,
                        refusal=_found(REFUSAL_PHRASES, out, src), comment=_found(COMMENT_PHRASES, out, src),
-                       loop=is_loop(out))
+                       label=is_label(out), loop=is_loop(out))
+
+
+def is_label(tokens: list[str]) -> bool:
+    return bool(tokens) and set(tokens) <= LABEL_WORDS and bool(set(tokens) & STYLE_NAMES)
 
 
 def outcome_shares(outputs: list[str], sources: list[str]) -> dict[str, float]:
-    """Percentages (0-100) of rewrites per outcome label, plus "off_task" = refusal + comment + loop."""
+    """Percentages (0-100) of rewrites per outcome label, plus "off_task" = refusal + comment + label + loop."""
     if len(outputs) != len(sources):
         raise ValueError(f"{len(outputs)} outputs but {len(sources)} sources")
     labels = [check_output(o, s).outcome for o, s in zip(outputs, sources)]
     total = max(len(labels), 1)
     shares = {f"share_{name}": 100.0 * labels.count(name) / total for name in OUTCOMES}
-    shares["share_off_task"] = shares["share_refusal"] + shares["share_comment"] + shares["share_loop"]
+    shares["share_off_task"] = sum(shares[f"share_{name}"] for name in ("refusal", "comment", "label", "loop"))
     return shares

@@ -46,6 +46,17 @@ def test_cpu_profile_matches_the_final_budget_across_methods():
             assert run.budget is None, run.folder_name
 
 
+def test_cpu_profile_has_five_seeds_for_salora_and_lora_on_every_glue_cell():
+    """Issue 19's power: 5 seeds per (task, budget) for SaLoRA and LoRA (AdaLoRA's coverage is cut first)."""
+    runs = plan(load_profile(ROOT / "configs" / "reproduce" / "cpu.yaml"), ROOT)
+    cells: dict[tuple, set] = {}
+    for run in runs:
+        if run.task.startswith("glue/") and run.method in ("salora", "lora"):
+            cells.setdefault((run.task, run.method, run.budget), set()).add(run.seed)
+    assert cells and all(seeds == {0, 1, 2, 3, 4} for seeds in cells.values()), cells
+    assert {budget for _, _, budget in cells} == {8, 2}
+
+
 def test_paper_profile_keeps_full_finetuning_at_its_own_lr():
     cfgs = _planned("paper")
     assert {c.train.lr for c in cfgs if c.method == "full"} == {2e-5}

@@ -11,11 +11,12 @@ from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES
 from tasks.alpaca_template import alpaca_prompt
 from tasks.generation import generate_texts
-from tasks.output_checks import check_output, outcome_shares, repeated_share
+from tasks.output_checks import CHECKS_VERSION, check_output, outcome_shares, repeated_share
 from tasks.style_metrics import corpus_bleu
 from tasks.transfer_metrics import plain_text
 from tasks.zero_shot import answer_complete, cut_answer, transfer_prompt
 from test_style_generation import VOCAB
+from salora_cli.transfer import needs_relabelling, relabel_folder
 from salora_cli.transfer_config import INSTRUCTIONS
 
 
@@ -84,11 +85,15 @@ def test_cut_answer_keeps_as_many_sentences_as_the_source():
     ("Here is the rewritten sentence:", "the food was cold .", "comment"),
     ("The sentiment of the sentence is negative.", "the food was cold .", "comment"),
     ("It seems like you're looking for a positive response.", "the food was cold .", "comment"),  # a reply
+    ("positive", "the food was cold .", "label"),  # a style label, not a sentence
+    ("Negative.", "the food was great .", "label"),
+    ("Sentiment: formal", "hey what's up", "label"),
     ("good good good good food", "bad food", "loop"),  # a word 4 times in a row
     ("the food is good and the food is good and the food is good", "bad food", "loop"),  # repeated 3-grams
     ("The food was warm and tasty.", "the food was cold .", "rewrite"),
     ("here is the best taco in town !", "here is the worst taco in town !", "rewrite"),  # phrase in the source
     ("very very very good", "very very very bad", "rewrite"),  # a run of 3 is not a loop
+    ("a positive experience", "a bad experience", "rewrite"),  # a label word inside a sentence
 ])
 def test_outcome_of_each_check(output, source, outcome):
     assert check_output(output, source).outcome == outcome
@@ -226,6 +231,20 @@ def test_transfer_base_model_on_gyafc_both_directions(tmp_path, capsys, monkeypa
     assert code == 0, err
     table = (tmp_path / "rep" / "metrics.md").read_text()
     assert "transfer/gyafc" in table and "PPL rewrites / refs" in table
+    # a transfer labelled by older output checks is relabelled from its generations, nothing else redone
+    assert metrics["output_checks_version"] == CHECKS_VERSION and not needs_relabelling(out)
+    first = dict(rows[0], generation="Formal.")  # as if the model had answered with a style label
+    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [first, *rows[1:]]))
+    old = dict(metrics, output_checks_version=1)
+    (out / "metrics.json").write_text(json.dumps(old))
+    command = (out / "command.txt").read_text()
+    assert needs_relabelling(out)
+    shares = relabel_folder(out)
+    assert shares["share_label"] == pytest.approx(100 / len(rows)) and not needs_relabelling(out)
+    relabelled = json.loads((out / "metrics.json").read_text())
+    assert relabelled["test"]["metrics"]["bleu"] == test["metrics"]["bleu"]  # scores are not redone
+    assert "version 1" in relabelled["relabelled"] and (out / "command.txt").read_text() == command
+    assert json.loads((out / "generations.jsonl").read_text().splitlines()[0])["outcome"] == "label"
 
 
 def test_transfer_of_a_run_folder(tmp_path, capsys, tiny_llama):

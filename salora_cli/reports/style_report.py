@@ -136,13 +136,31 @@ def samples_markdown(task: str, runs: list[RunRecord], relative_to: str | os.Pat
     return "\n\n".join(blocks)
 
 
+def decoding_phrase(runs: list[RunRecord]) -> str:
+    """How the rows decoded, from their config.yaml (the recorded TransferConfig), in words."""
+    import yaml
+
+    seen = set()
+    for run in runs:
+        try:
+            settings = (yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}).get("transfer", {})
+        except (OSError, yaml.YAMLError):
+            settings = {}
+        seen.add((settings.get("num_beams"), settings.get("do_sample"), settings.get("max_new_tokens")))
+    if len(seen) != 1 or None in next(iter(seen)):
+        return "decoding as each row's config.yaml records it"
+    beams, sample, tokens = next(iter(seen))
+    how = "sampled" if sample else "deterministic"
+    return f"{'greedy' if beams == 1 else f'{beams}-beam'} {how} decoding of at most {tokens} new tokens"
+
+
 def style_markdown(transfer_runs: list[RunRecord], alternative: MetricsReport | None = None,
                    relative_to: str | os.PathLike | None = None) -> str:
     parts = ["# Text style transfer", "",
              "**The task-agnostic setting** (the setting of the paper's group's style-transfer benchmark): each "
              "model rewrites the test sources **zero-shot** with the Alpaca template and a fixed instruction per "
              "target style (`salora transfer`; the adapters were tuned on instructions, never on the style data), "
-             "4-beam deterministic decoding, inputs and references lower-cased; the answer is cut from the "
+             f"{decoding_phrase(transfer_runs)}, inputs and references lower-cased; the answer is cut from the "
              "generation by a stated rule and every rewrite is labelled empty / echo / off-task / rewrite "
              "(README, *Zero-shot style transfer*). Accuracy is the runner's own style classifier's (it never "
              "guides decoding); ref-BLEU is against the human rewrites (Yelp 1, GYAFC 4), self-BLEU against the "
