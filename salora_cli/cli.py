@@ -1,9 +1,11 @@
 """The `salora` command line (Typer). Parsing and calling only: the work lives in the modules."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -371,12 +373,27 @@ def reproduce(
     path, seed_list = _profile_path(profile), _seed_list(seeds)
     started = time.time()
     try:
-        run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods),
-                 seed_list)
+        with _sigterm_as_interrupt():
+            run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks),
+                     _split(methods), seed_list)
     except KeyboardInterrupt:
         raise Interrupted("the grid stopped; run the same command again: finished runs are skipped and "
                           "the interrupted one resumes from its last checkpoint") from None
     _wrote(_changed_runs(out, started) + _changed_since(results, started))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """`kill PID` stops a long grid the way Ctrl-C does: the run in progress records its wall time and
+    the grid says how to continue (the default SIGTERM action would end the process on the spot)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("ablate")

@@ -209,10 +209,14 @@ def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None
     resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None
     console.rule(f"{n} {p.folder_name}" + (" (resuming)" if resume else ""))
     run_started = time.perf_counter()
-    trainer = Trainer(cfg, run, console, resume=resume, scorers=attach_scorers)
-    rd.prepare(run, cfg, resume=resume, overwrite=not resume)
-    trainer.run()
-    _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
+    try:
+        trainer = Trainer(cfg, run, console, resume=resume, scorers=attach_scorers)
+        rd.prepare(run, cfg, resume=resume, overwrite=not resume)
+        trainer.run()
+    finally:
+        # an interrupted invocation's time counts too (the next one resumes and adds its own); only a
+        # process killed outright (SIGKILL) leaves its time unrecorded
+        _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
 
 
 def _results_lock(results: Path) -> Path:

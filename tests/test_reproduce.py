@@ -143,3 +143,27 @@ def test_peak_memory_is_per_run_when_runs_share_a_process():
     if reset_peak_memory() != "run":
         pytest.skip("this platform cannot reset the peak")
     assert peak_memory_mb() < high - 200
+
+
+def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, capsys, shared_data, monkeypatch):
+    """`kill PID` on a long grid: the run in progress keeps the time it spent (the resumed run adds its
+    own), and the command ends with the one-line "run the same command again", not a traceback."""
+    import os
+    import signal
+
+    from salora_cli import train
+
+    monkeypatch.setenv("SALORA_DATA", str(shared_data))
+
+    def killed(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread before kill returns
+
+    monkeypatch.setattr(train.Trainer, "run", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    args = ["reproduce", "--profile", PROFILE, "--out", tmp_path / "runs", "--results", tmp_path / "results",
+            "--tasks", "sst2", "--methods", "lora", "--seeds", "0"]
+    code, out, err = run_cli(args, capsys)
+    assert code != 0 and "run the same command again" in err + out and "Traceback" not in err + out
+    wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
+    assert list(wall) == ["glue-sst2_lora_minilm-l6_seed0"] and wall["glue-sst2_lora_minilm-l6_seed0"] >= 0
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the grid's only
