@@ -384,8 +384,8 @@ def reproduce(
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """`kill PID` stops a long grid the way Ctrl-C does: the run in progress records its wall time and
-    the grid says how to continue (the default SIGTERM action would end the process on the spot)."""
+    """`kill PID` stops a long grid (reproduce, ablate) the way Ctrl-C does: the run in progress records
+    its wall time and the grid says how to continue (the default SIGTERM action would end the process on the spot)."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -413,8 +413,9 @@ def ablate(
     path, seed_list = _profile_path(profile), _seed_list(seeds)
     started = time.time()
     try:
-        written = run_ablations(path, out, results, console, os.environ.get("SALORA_DATA"),
-                                _split(tasks), seed_list, _split(variants))
+        with _sigterm_as_interrupt():
+            written = run_ablations(path, out, results, console, os.environ.get("SALORA_DATA"),
+                                    _split(tasks), seed_list, _split(variants))
     except KeyboardInterrupt:
         raise Interrupted("the ablations stopped; run the same command again: finished runs are "
                           "skipped and the interrupted one resumes") from None

@@ -234,15 +234,20 @@ def _settings_dir(run_dir: Path, data: dict) -> Path:
     return Path(subject) if isinstance(subject, str) and Path(subject).is_dir() else run_dir
 
 
-def _config_lr(path: Path) -> float | None:
-    """train.lr of a run's config.yaml; None when it cannot be read (reports never fail on it)."""
+def read_config(path: Path) -> dict:
+    """A run's config.yaml as a dict; {} when it cannot be read (reports never fail on it)."""
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    train = data.get("train") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _config_lr(path: Path) -> float | None:
+    """train.lr of a run's config.yaml; None when it cannot be read."""
+    train = read_config(path).get("train")
     return _number(train.get("lr")) if isinstance(train, dict) else None
 
 

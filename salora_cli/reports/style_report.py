@@ -20,7 +20,7 @@ from typing import Iterable
 from salora_cli import atomic
 from salora_cli.reports.metrics_table import (TRANSFER_COLUMNS, MetricsReport, _clip, _link, _method_rank, _Section,
                                               build_metrics_report)
-from salora_cli.reports.runs import RunRecord, read_generations
+from salora_cli.reports.runs import CONFIG_FILE, RunRecord, read_config, read_generations
 from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations, build_style_samples
 
 DIRECTION_COLUMNS = (("accuracy", "Acc"), ("bleu", "ref-BLEU"), ("g_score", "G"))
@@ -138,14 +138,9 @@ def samples_markdown(task: str, runs: list[RunRecord], relative_to: str | os.Pat
 
 def decoding_phrase(runs: list[RunRecord]) -> str:
     """How the rows decoded, from their config.yaml (the recorded TransferConfig), in words."""
-    import yaml
-
     seen = set()
     for run in runs:
-        try:
-            settings = (yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}).get("transfer", {})
-        except (OSError, yaml.YAMLError):
-            settings = {}
+        settings = read_config(run.path / CONFIG_FILE).get("transfer") or {}
         seen.add((settings.get("num_beams"), settings.get("do_sample"), settings.get("max_new_tokens")))
     if len(seen) != 1 or None in next(iter(seen)):
         return "decoding as each row's config.yaml records it"
