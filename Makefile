@@ -35,7 +35,7 @@ reproduce: install
 	# results/ is regenerated from the runs; commit it together with the code that produced it
 
 ablations: install
-	SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS))
+	OMP_NUM_THREADS=1 SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS))
 	# results/ablations.md is regenerated from the runs; commit it with the code that produced it
 
 # SaLoRA vs LoRA (and the design choices switched back) at three SST-2 run lengths and MRPC (issue 19).

@@ -6,9 +6,14 @@ fixed per-step work weighs most. Per case and variant: the median step time (var
 interleaved, round-robin over repeats, so machine noise hits them alike), the profiler's ATen op
 and compute-kernel counts per step (deterministic: unaffected by machine load, and the kernel count
 predicts a GPU's launch-bound cost), the compiled (torch.compile, default backend) step time of
-LoRA and SaLoRA, and the peak memory the steps add (a fresh process per variant).
+LoRA and SaLoRA, and the peak memory the steps add (on CPU a fresh process per variant).
 
     python benchmarks/bench_step.py [--repeats 15] [--no-compile] [--no-memory] [--quick] [--json out.json]
+                                    [--device cpu|cuda]
+
+--device cuda (benchmarks/gpu_check.sh): models and batches on the GPU, every timed step bracketed by
+torch.cuda.synchronize (kernels are queued, not run, when a call returns), peak memory from the CUDA
+allocator's high-water mark. The op counts are the same dispatcher events on either device.
 
 --quick (for tests): the short case only, LoRA and SaLoRA (unpruned, pruned), one repeat, no compile,
 no memory.
@@ -62,6 +67,19 @@ def quiet_loading():
             hf_logging.enable_progress_bar()
 
 
+DEVICE = torch.device("cpu")  # set by --device before anything is built
+
+
+def synchronize() -> None:
+    """Wait for the queued GPU kernels, so a timer reads the work done, not the work launched."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def on_device(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.to(DEVICE) for k, v in data.items()}
+
+
 def build(variant: str, seed: int = 0):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
@@ -101,7 +119,7 @@ def build(variant: str, seed: int = 0):
             adapters.remove_closed()
             if variant == PRUNED_FROZEN:
                 adapters.freeze_structure()
-    model.train()
+    model.to(DEVICE).train()
     hooks = None
     if adapters is not None:
         # a long schedule: the structure never freezes while timing
@@ -145,8 +163,10 @@ def time_steps(built: dict, data, repeats: int, compiled: dict | None = None) ->
     times = {v: [] for v in runs}
     for _ in range(repeats):
         for v, args in runs.items():
+            synchronize()
             t0 = time.perf_counter()
             train_step(*args)
+            synchronize()
             times[v].append(time.perf_counter() - t0)
     return {v: statistics.median(t) for v, t in times.items()}
 
@@ -171,7 +191,11 @@ def run_case(data, args) -> dict:
         compiled_step = time_steps(built, data, args.repeats, compiled)
         recompiles = counters["stats"]["unique_graphs"]
     check_ranks(built)
-    memory = {v: peak_memory_mb(v, data) for v in built} if args.memory else {}
+    if args.memory:
+        del built  # the GPU measure is taken in this process: only the measured variant on the card
+        memory = {v: peak_memory_mb(v, data) for v in args.variants}
+    else:
+        memory = {}
     return {"shape": describe(data), "step_s": step, "compiled_step_s": compiled_step,
             "graphs_compiled": recompiles, "ops": {v: vars(c) for v, c in ops.items()}, "peak_mb": memory}
 
@@ -194,10 +218,26 @@ def _peak_memory_child(variant: str, data, queue) -> None:
     queue.put((_proc_status_kb("VmHWM") - before) / 1024)
 
 
+def _cuda_peak_memory_mb(variant: str, data) -> float:
+    model, opt, hooks = build(variant)
+    synchronize()
+    before = torch.cuda.memory_allocated(DEVICE)
+    torch.cuda.reset_peak_memory_stats(DEVICE)
+    for _ in range(3):
+        train_step(model, opt, hooks, data)
+    synchronize()
+    peak = torch.cuda.max_memory_allocated(DEVICE) - before
+    del model, opt, hooks
+    torch.cuda.empty_cache()
+    return peak / 2**20
+
+
 def peak_memory_mb(variant: str, data) -> float:
     """Peak memory that training steps add to the loaded model (MB): activations, gradients,
     optimizer state. CPU: a fresh process per variant, peak RSS during 3 steps above the RSS after
-    loading. (On a GPU, torch.cuda.max_memory_allocated is the natural measure; not wired.)"""
+    loading. GPU: the allocator's high-water mark during 3 steps above what the loaded model holds."""
+    if DEVICE.type == "cuda":
+        return _cuda_peak_memory_mb(variant, data)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_peak_memory_child, args=(variant, data, q))
@@ -223,8 +263,10 @@ def merged_eval(data, repeats: int) -> dict[str, float]:
             base(**data), salora(**data)
         for _ in range(repeats):
             for name, m in (("base", base), ("merged SaLoRA", salora)):
+                synchronize()
                 t0 = time.perf_counter()
                 m(**data)
+                synchronize()
                 times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -256,25 +298,31 @@ def main() -> None:
     ap.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     ap.add_argument("--quick", action="store_true", help="short case only, 1 repeat, no compile, no memory")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: synchronised timing, CUDA peak memory)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda, but torch sees no GPU")
     args.variants = QUICK if args.quick else VARIANTS
     if args.quick:
         args.repeats, args.compile, args.memory = 1, False, False
 
     short = sst2_batch()
-    cases = {} if args.quick else {"random 16×64": random_batch()}
+    cases = {} if args.quick else {"random 16×64": on_device(random_batch())}
     if short is None:
         print("SST-2 not found (set SALORA_DATA): the short case is skipped")
     else:
-        cases["SST-2 short"] = short
-    print(f"MiniLM-L6, six matrices per block, r_init {R_INIT}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
+        cases["SST-2 short"] = on_device(short)
+    where = (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"MiniLM-L6, six matrices per block, r_init {R_INIT}, {where}, median of {args.repeats}")
     results = {}
     for name, data in cases.items():
         results[name] = run_case(data, args)
         print_case(name, results[name])
     if not args.quick:
-        infer = merged_eval(random_batch(), args.repeats)
+        infer = merged_eval(on_device(random_batch()), args.repeats)
         results["eval"] = infer
         print(f"\neval, 16×64: base {1000 * infer['base']:.1f} ms, merged SaLoRA "
               f"{1000 * infer['merged SaLoRA']:.1f} ms, ratio {infer['merged SaLoRA'] / infer['base']:.3f} "

@@ -12,6 +12,7 @@ with the command, versions, machine and the protocol.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -129,7 +130,9 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
             if rd.is_finished(run):
                 jobs.append((str(run), task, run / RUN_SUBFOLDER / task))
     for i, (subject, task, folder) in enumerate(jobs, 1):
+        settings = TransferConfig(task=task, **options)
         if is_transfer_folder(folder):
+            _check_finished_transfer_matches(folder, settings)
             if needs_relabelling(folder):  # the output checks changed since: labels redone, nothing generated
                 shares = relabel_folder(folder)
                 console.print(f"transfer {i}/{len(jobs)} {folder}: finished earlier, outcome labels redone by "
@@ -137,11 +140,10 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
             else:
                 console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished earlier, skipped[/]")
             continue
-        settings = TransferConfig(task=task, **options)
         started = time.perf_counter()
         run_transfer(subject, settings, folder, overwrite=False, console=console)
         # loading, generation and scoring; a part of its own in the wall-time table
-        _add_wall_time(runs_root, f"{RUN_SUBFOLDER}:{folder.relative_to(runs_root)}", time.perf_counter() - started,
+        _add_wall_time(runs_root, f"{_TRANSFER_KEY}:{folder.relative_to(runs_root)}", time.perf_counter() - started,
                        fresh=True)
 
 
@@ -242,7 +244,18 @@ def _check_finished_run_matches(run: Path, cfg: cfgmod.RunConfig) -> None:
                           f"{now!r}; delete that run folder to rerun it")
 
 
+def _check_finished_transfer_matches(folder: Path, settings) -> None:
+    """A finished transfer made with other settings (fewer sources, other decoding) is not this
+    profile's: say so rather than table it or write over it."""
+    saved = (cfgmod.load_yaml(folder / "config.yaml") or {}).get("transfer") or {}
+    for key, now in dataclasses.asdict(settings).items():
+        if key != "data_dir" and key in saved and saved[key] != now:
+            raise SaloraError(f"{folder} was generated with {key}={saved[key]!r} but the profile now says "
+                              f"{now!r}; delete that folder to rerun it")
+
+
 WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
+_TRANSFER_KEY = "transfer"  # a transfer's entry: transfer:<its folder under runs_root> (also the base model's folder)
 
 
 def _add_wall_time(runs_root: Path, name: str, seconds: float, fresh: bool) -> None:
@@ -307,9 +320,9 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))
     # component sizes need the adapters, which only the run folders (not results/runs/) hold
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
-    grid_s = sum(_wall_times(runs_root).values()) or None
+    times = _grid_wall_times(runs_root, every)
     missing = _unfinished(every, choices, {r.path.name for r in planned})
-    _write_readme(results, profile, command, wall_time_s, grid_s, [p for p in written if p], missing, runs_root)
+    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing)
     console.print(f"results written to {results}")
 
 
@@ -409,24 +422,38 @@ def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
                 shutil.copyfile(run.path / name, folder / name)
 
 
-def _parts_markdown(runs_root: Path | None) -> str:
+def _grid_wall_times(runs_root: Path, every: list[PlannedRun]) -> dict[str, float]:
+    """The recorded wall times of the profile's runs and of their transfers (and the base model's):
+    a run the profile no longer holds (a cut baseline) is not part of the grid's total."""
+    names = {p.folder_name for p in every}
+
+    def in_profile(name: str) -> bool:
+        if name.startswith(f"{_TRANSFER_KEY}:"):  # transfer:<run>/transfer/<task> or transfer:transfer/<model>/<task>
+            owner = name.split(":", 1)[1].split("/", 1)[0]
+            return owner in names or owner == _TRANSFER_KEY
+        return name in names
+    return {name: s for name, s in _wall_times(runs_root).items() if in_profile(name)}
+
+
+def _parts_markdown(times: dict[str, float]) -> str:
     """Summed wall time per part: a task's runs (the folder name's task prefix), and the zero-shot
     transfers (recorded since 2026-12-01) as one part of their own."""
     parts: dict[str, float] = {}
-    for name, seconds in (_wall_times(runs_root) if runs_root else {}).items():
-        part = "zero-shot transfers" if name.startswith("transfer:") else name.split("_", 1)[0]
+    for name, seconds in times.items():
+        part = "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
         parts[part] = parts.get(part, 0.0) + seconds
     return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
 
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  grid_s: float | None, written: list[Path], missing: list[str] = (), runs_root: Path | None = None) -> None:
+                  times: dict[str, float], written: list[Path], missing: list[str] = ()) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
     files = "\n".join(f"- `{p.relative_to(results)}`" for p in sorted(set(written)) if p.is_relative_to(results))
     rule = protocol.protocol_markdown(profile)
     main = protocol.main_budget(profile)
+    grid_s = sum(times.values())
     text = f"""# results/ — regenerated by `make reproduce`, never edited by hand
 
 Profile **{profile['name']}**: {profile.get('description', '')}
@@ -438,7 +465,7 @@ To regenerate it: `make reproduce PROFILE={profile['name']}` from the project ro
 here; finished runs are skipped, so it may span several sittings).
 This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
-{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(runs_root)}." if grid_s else ""}
+{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(times)}." if grid_s else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},

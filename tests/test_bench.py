@@ -25,3 +25,16 @@ def test_bench_quick_prints_a_readable_table(shared_data):
         counts[name] = int(row.group(1))
     assert counts["SaLoRA unpruned"] < 1.15 * counts["our LoRA"]  # was 1.45 before the pooled gates
     assert re.search(r"SaLoRA unpruned / LoRA +[\d.]+ +[\d.]+ +[\d.]+", done.stdout)
+
+
+def test_bench_on_cuda_without_a_gpu_says_so():
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: benchmarks/gpu_check.sh is the check there")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--quick", "--device", "cuda"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: --device cuda, but torch sees no GPU"

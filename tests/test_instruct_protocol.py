@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from cli_helpers import run_cli
+from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
 from salora_cli.config import build_config
 from salora_cli.errors import SaloraError
@@ -22,8 +22,7 @@ def _instruct_runs(profile: str) -> list:
 
 def test_cpu_profile_instruct_runs():
     runs = _instruct_runs("cpu")
-    assert sorted((r.method, r.seed) for r in runs) == [("adalora", 0), ("lora", 0), ("lora", 1),
-                                                        ("salora", 0), ("salora", 1)]
+    assert sorted((r.method, r.seed) for r in runs) == [("lora", 0), ("lora", 1), ("salora", 0), ("salora", 1)]
     for run in runs:
         cfg = build_config(*run.layers)
         assert run.budget == 8 and run.transfer == ("yelp",) and not run.tuned
@@ -84,3 +83,11 @@ def test_instruct_grid_runs_reports_and_skips_finished_runs(tmp_path, capsys):
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert out.count("skipped") == 5  # two runs, three transfers
+    # a profile whose transfer settings changed does not table (or overwrite) the old generations
+    before = (runs / "transfer" / "tiny-llama" / "gyafc" / "generations.jsonl").read_bytes()
+    settings = yaml.safe_load(profile.read_text())
+    settings["transfer_options"]["max_samples"] = 2
+    profile.write_text(yaml.safe_dump(settings))
+    code, out, err = run_cli(args, capsys)
+    assert_clean_error(code, err, "was generated with max_samples=None", "the profile now says 2")
+    assert (runs / "transfer" / "tiny-llama" / "gyafc" / "generations.jsonl").read_bytes() == before

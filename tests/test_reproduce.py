@@ -167,3 +167,16 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
     assert list(wall) == ["glue-sst2_lora_minilm-l6_seed0"] and wall["glue-sst2_lora_minilm-l6_seed0"] >= 0
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the grid's only
+
+
+def test_the_grid_total_counts_only_the_profiles_runs_and_their_transfers(tmp_path):
+    from salora_cli.reproduce import WALL_TIMES, _grid_wall_times
+
+    every = plan(load_profile(PROFILE), ROOT)
+    kept = every[0].folder_name
+    times = {kept: 60.0, "glue-sst2_adalora_minilm-l6_seed0": 50.0,  # a run the profile no longer holds
+             f"transfer:{kept}/transfer/yelp": 30.0, "transfer:transfer/smollm2-135m/yelp": 20.0,
+             "transfer:glue-sst2_adalora_minilm-l6_seed0/transfer/yelp": 10.0}
+    (tmp_path / WALL_TIMES).write_text(json.dumps(times))
+    assert _grid_wall_times(tmp_path, every) == {kept: 60.0, f"transfer:{kept}/transfer/yelp": 30.0,
+                                                "transfer:transfer/smollm2-135m/yelp": 20.0}
