@@ -401,23 +401,31 @@ def protocol_markdown(profile: dict) -> str:
 
 
 def _coverage(profile: dict, budgets: list) -> str:
-    """Which seeds and budgets each method runs, where some run fewer (what the time limit cut)."""
+    """Which seeds, budgets and tasks each method runs, where some run fewer (what the time limit cut)."""
     seeds: dict[str, set[int]] = {}
     spans: dict[str, set[int]] = {}
+    tasks: dict[str, set[str]] = {}
     for e in profile["grid"]:
         for m in e["methods"]:
             seeds.setdefault(m, set()).update(e["seeds"])
+            tasks.setdefault(m, set()).add(e["task"])
             if m in ADAPTER_METHODS:
                 spans.setdefault(m, set()).update(e.get("budgets") or [b.budget for b in budgets])
     most = max(len(v) for v in seeds.values())
+    every_task = set().union(*tasks.values())
     parts = []
     for m in seeds:
         fewer_seeds = len(seeds[m]) < most
         fewer_budgets = m in spans and len(spans[m]) < len(budgets)
-        if fewer_seeds or fewer_budgets:
+        fewer_tasks = tasks[m] != every_task
+        if fewer_seeds or fewer_budgets or fewer_tasks:
             what = [f"seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(map(str, sorted(seeds[m])))} only"] if fewer_seeds else []
             what += [f"budget {', '.join(map(str, sorted(spans[m])))} only"] if fewer_budgets else []
-            parts.append(f"{m} runs {' and '.join(what)}")
+            missing = every_task - tasks[m]
+            if fewer_tasks:  # whichever list is shorter
+                what += ([f"not on {', '.join(sorted(missing))}"] if len(missing) < len(tasks[m])
+                         else [f"on {', '.join(sorted(tasks[m]))} only"])
+            parts.append(f"{m} runs " + (f"{', '.join(what[:-1])} and {what[-1]}" if len(what) > 1 else what[0]))
     return "; ".join(parts)
 
 

@@ -232,3 +232,13 @@ def test_a_plain_metrics_report_keeps_grid_runs_apart_and_says_it_mixes_them(tmp
     assert len(scan.runs) == 2 and not scan.notes  # same task/method/model/seed, other lr: not a rerun
     assert {r.lr for r in scan.runs} == {1e-3, 2e-3} and {r.budget for r in scan.runs} == {2.0}
     assert any("a seed appears more than once" in n for n in build_metrics_report(scan).notes)
+
+
+def test_the_protocol_states_what_each_cut_method_covers():
+    profile = {"name": "p", "budgets": [{"budget": 2, "r_init": 4}, {"budget": 1, "r_init": 2}], "lr_grid": [1e-3],
+               "grid": [{"task": "glue/sst2", "methods": ["salora", "lora"], "seeds": [0, 1, 2]},
+                        {"task": "glue/sst2", "methods": ["adalora"], "seeds": [0], "budgets": [2]},
+                        {"task": "glue/mrpc", "methods": ["salora", "lora"], "seeds": [0, 1, 2]}]}
+    text = protocol.protocol_markdown(profile)
+    assert "- **Coverage**: adalora runs seed 0 only, budget 2 only and on glue/sst2 only." in text
+    assert "salora runs" not in text and "lora runs" not in text.replace("adalora runs", "")
