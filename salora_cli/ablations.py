@@ -23,6 +23,7 @@ from salora_cli import config as cfgmod
 from salora_cli import reproduce
 from salora_cli import run_dir as rd
 from salora_cli.errors import SaloraError
+from salora_cli.reports.metrics_table import DAGGER, DEGENERATE_FOOTNOTE
 
 
 @dataclass
@@ -109,15 +110,16 @@ def run_summary(run: Path) -> dict | None:
     if metrics is None or ranks is None or cfg is None or not metrics.get("best"):
         return None
     main = metrics["main_metric"]
+    score = {"score": metrics["best"]["metrics"][main], "degenerate": metrics["best"].get("degenerate") is True}
     if not cfg.adapter.gated:  # a fixed-rank reference row (LoRA): a score, no structure
-        return {"score": metrics["best"]["metrics"][main], "freeze_cut_pct": None, "max_rank_dev_pct": None}
+        return {**score, "freeze_cut_pct": None, "max_rank_dev_pct": None}
     n_init = ranks["r_init"] * ranks["n_matrices"]
     trajectory = ranks["trajectory"]
     last = trajectory[-1]
     ramp_end = cfg.adapter.ramp_end * metrics["steps"]
     after = [p for p in trajectory if p["step"] >= ramp_end and p.get("target_total")]
     return {
-        "score": metrics["best"]["metrics"][main],
+        **score,
         "freeze_cut_pct": 100.0 * last.get("removed_by_projection", 0) / n_init,
         "max_rank_dev_pct": max((100.0 * abs(p["total_rank"] / p["target_total"] - 1) for p in after),
                                 default=float("nan")),
@@ -152,13 +154,17 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
     header = ["variant", "overrides"] + [f"{t} (Δ vs design, paired)" for t in tasks] + \
              ["freeze cut, % of initial (max)", "rank off target after ramp, % (max)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+    any_one_class = False  # a degenerate (single-class) checkpoint among a cell's seeds: marked, explained below
     for variant in variants:
         cells = [variant, _describe(profile["variants"][variant])]
         for task in tasks:
             mine, ref = scores(variant, task), scores("design", task)
             paired = [mine[s] - ref[s] for s in mine if s in ref]
             delta = "" if variant == "design" or not paired else f" ({statistics.mean(paired):+.2f})"
-            cells.append(_mean_std(list(mine.values())) + delta)
+            one_class = any(summaries[(variant, task, s)]["degenerate"] for s in mine)
+            any_one_class = any_one_class or one_class
+            mark = DAGGER if one_class else ""
+            cells.append(_mean_std(list(mine.values())) + mark + delta)
         runs = [summaries[k] for k in summaries if k[0] == variant and summaries[k]
                 and summaries[k]["freeze_cut_pct"] is not None]  # a fixed-rank method has no structure
         cells.append(f"{max(r['freeze_cut_pct'] for r in runs):.1f}" if runs else "–")
@@ -180,6 +186,7 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
         "",
         *lines,
         "",
+        *([DEGENERATE_FOOTNOTE + ".", ""] if any_one_class else []),
         *([f"Not finished (left out): {', '.join(missing)}", ""] if missing else []),
     ])
     out = results / f"{name}.md"

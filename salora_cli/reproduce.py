@@ -466,7 +466,7 @@ here; finished runs are skipped, so it may span several sittings).
 This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
 {f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(times)}." if grid_s else ""}
-{f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s else ""}
+{f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s and round(wall_time_s / 60, 1) > 0 else ""}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},
 peft {env['peft']}, accelerate {env['accelerate']}; {env['platform']}, {env['cpu_count']} CPUs,

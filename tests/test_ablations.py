@@ -64,3 +64,17 @@ def test_profile_without_the_reference_variant_is_refused(tmp_path, capsys):
     bad.write_text(PROFILE.read_text().replace("  design: {}\n", ""))
     code, out, err = run_cli(["ablate", "--profile", bad], capsys)
     assert_clean_error(code, err, "design")
+
+
+def test_a_one_class_checkpoint_is_marked_in_the_summary(tmp_path):
+    from salora_cli.ablations import run_summary
+    from salora_cli.config import build_config, to_yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(build_config({"task": "glue/mrpc", "method": "lora"})))
+    (run / "ranks.json").write_text("{}")
+    for one_class in (True, False):
+        best = {"metrics": {"accuracy": 68.38}, **({"degenerate": True} if one_class else {})}
+        (run / "metrics.json").write_text(json.dumps({"main_metric": "accuracy", "steps": 3, "best": best}))
+        assert run_summary(run)["degenerate"] is one_class
