@@ -264,7 +264,12 @@ def all_keys() -> list[str]:
 
 def first_difference(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ()) -> tuple[str, Any, Any] | None:
     """The first dotted key (alphabetically) whose value differs, with both values; None if equal."""
-    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return first_dict_difference(a.to_dict(), b.to_dict(), ignore)
+
+
+def first_dict_difference(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> tuple[str, Any, Any] | None:
+    """first_difference for plain (nested) dicts, e.g. a saved config section against today's settings."""
+    fa, fb = _flatten(a), _flatten(b)
     changed = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in ignore)
     return (changed[0], fa.get(changed[0]), fb.get(changed[0])) if changed else None
 

@@ -248,10 +248,12 @@ def _check_finished_transfer_matches(folder: Path, settings) -> None:
     """A finished transfer made with other settings (fewer sources, other decoding) is not this
     profile's: say so rather than table it or write over it."""
     saved = (cfgmod.load_yaml(folder / "config.yaml") or {}).get("transfer") or {}
-    for key, now in dataclasses.asdict(settings).items():
-        if key != "data_dir" and key in saved and saved[key] != now:
-            raise SaloraError(f"{folder} was generated with {key}={saved[key]!r} but the profile now says "
-                              f"{now!r}; delete that folder to rerun it")
+    now = {k: v for k, v in dataclasses.asdict(settings).items() if k in saved}  # fields added since: no change
+    diff = cfgmod.first_dict_difference(saved, now, ignore=("data_dir",))
+    if diff:
+        key, before, after = diff
+        raise SaloraError(f"{folder} was generated with {key}={before!r} but the profile now says "
+                          f"{after!r}; delete that folder to rerun it")
 
 
 WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
