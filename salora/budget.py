@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from salora.config import AdapterConfig
+from salora.stacks import WeightStacks, stack_weights
 
 
 @dataclass
@@ -126,7 +127,8 @@ ORTH_EPS = 2.5e-3
 WEIGHTED_EPS = 1e-12
 
 
-def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = None) -> torch.Tensor | None:
+def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = None,
+                          stacks: WeightStacks | None = None) -> torch.Tensor | None:
     """Mean over gated matrices of the orthogonality defect of A's rows and B's columns.
 
     form "weighted" (default): Σ_{i≠j} ‖v_i‖‖v_j‖ cos²(v_i, v_j) over the rows of A and, apart, the
@@ -146,29 +148,17 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
     A's rows and B's columns of one shape (r × d) go into one stack, A's and B's alike, and each
     stack is done in one batched product: a per-step regulariser over dozens of tiny matrices is
     otherwise dominated by per-op overhead (MiniLM's 36 matrices make two stacks, (12 × 384) and
-    (12 × 1536)). Rank-0 matrices skip.
+    (12 × 1536)). Rank-0 matrices skip. `stacks`: this forward's stacks (salora.stacks), which the
+    layers computed with; without them the layers' A and B are stacked here.
     """
     if eps is None:
         eps = WEIGHTED_EPS if form == "weighted" else ORTH_EPS
-    rows: dict[tuple, list[torch.Tensor]] = {}  # (r, d) -> A's of that shape (r rows of length d)
-    columns: dict[tuple, list[torch.Tensor]] = {}  # (r, d) -> B's whose r columns have length d
-    count = 0
-    for layer in layers:
-        if not layer.gated or layer.rank == 0:
-            continue
-        count += 1
-        rows.setdefault(tuple(layer.lora_A.shape), []).append(layer.lora_A)
-        columns.setdefault(tuple(reversed(layer.lora_B.shape)), []).append(layer.lora_B)
-    if not count:
+    if stacks is None:
+        stacks = stack_weights(layers)
+    if not stacks.plan.count:
         return None
     total = None
-    for shape in {**rows, **columns}:
-        parts = []  # (n, r, d) each: the vectors that should be orthonormal are the rows
-        if shape in rows:
-            parts.append(torch.stack(rows[shape]))
-        if shape in columns:  # B's columns: one transpose of the stack, not one per matrix
-            parts.append(torch.stack(columns[shape]).transpose(1, 2))
-        stacked = torch.cat(parts) if len(parts) > 1 else parts[0].contiguous()
+    for stacked in stacks.vectors():  # (n, r, d) each: the vectors that should be orthonormal are the rows
         if form == "angles":
             stacked = stacked * torch.rsqrt(stacked.pow(2).sum(-1, keepdim=True) + eps)
         gram = stacked @ stacked.transpose(1, 2)
@@ -181,7 +171,7 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
             eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
             term = (gram - eye).pow(2).sum()
         total = term if total is None else total + term
-    return total / count
+    return total / stacks.plan.count
 
 
 _OFF_DIAGONAL: dict[tuple, torch.Tensor] = {}

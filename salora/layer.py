@@ -131,18 +131,21 @@ class AdaptedLinear(nn.Module):
         out = self.base(x)
         if self.merged or self.rank == 0:
             return out
-        h = F.linear(self.dropout(x), self.lora_A)
+        A, B = self.lora_A, self.lora_B
+        pool = self.pool
+        if pool is not None and pool.stacks is not None:  # views of this forward's stacks (salora.stacks)
+            A, B = pool.stacks.views[self._slot]
+        h = F.linear(self.dropout(x), A)
         if self.gates is None:
             h = h * self.scaling
         else:
             # s·λ⊙z, precomputed for every layer at once by the model-level hook (see
             # AdapterSet) or, when this layer is called on its own, computed here
-            pool = self.pool
             coef = pool.coefs[self._slot] if pool is not None and pool.coefs is not None else self._coef
             if coef is None:
                 coef = component_scales([self])[0]
             h = h * coef
-        return out + F.linear(h, self.lora_B)
+        return out + F.linear(h, B)
 
     # ----------------------------------------------------------------- merge
     def delta_weight(self) -> torch.Tensor:

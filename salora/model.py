@@ -16,6 +16,7 @@ from salora.config import ROLES, AdapterConfig
 from salora.gates import HardConcrete
 from salora.layer import AdaptedLinear, component_scales
 from salora.pool import NAME as POOL_NAME, ComponentPool
+from salora.stacks import StackPlan, WeightStacks
 from salora.errors import SaloraError
 
 _BERT_LIKE = {
@@ -114,6 +115,10 @@ class AdapterSet:
         self.modules = modules
         self.pool: ComponentPool | None = None
         self._per_layer = False  # whether the last forward's scales were set layer by layer
+        # set by the handle that adds the orthogonality penalty (salora.tuner): training forwards
+        # then stack A and B by shape first and the layers compute with views (salora.stacks)
+        self.stack_in_forward = False
+        self._stack_plan: StackPlan | None = None
         if cfg.gated:
             # every λ in one flat parameter, every log α in one flat leaf (salora.pool)
             layers = [m.module for m in modules]
@@ -122,13 +127,18 @@ class AdapterSet:
             for slot, layer in enumerate(layers):
                 layer.pool_into(self.pool, slot)
             self.gates = layers[0].gates
-            # Batch the gate computation of all layers once per model forward; clear it after,
-            # even on error, so a later direct call of a submodule never sees stale gates.
-            self._hooks = (model.register_forward_pre_hook(self._set_scales),
-                           model.register_forward_hook(self._clear_scales, always_call=True))
+            # Batch the gate computation of all layers (and, if asked, the stacking of A and B) once
+            # per model forward; clear it after, even on error, so a later direct call of a
+            # submodule never sees stale gates or weights.
+            self._hooks = (model.register_forward_pre_hook(self._before_forward),
+                           model.register_forward_hook(self._after_forward, always_call=True))
 
-    def _set_scales(self, module, args) -> None:
+    def _before_forward(self, module, args) -> None:
         layers = [m.module for m in self.modules]
+        if self.stack_in_forward and module.training and torch.is_grad_enabled():
+            if self._stack_plan is None or self._stack_plan.ranks != tuple(self.pool.ranks):
+                self._stack_plan = StackPlan(layers)  # the ranks changed: components were removed
+            self.pool.stacks = WeightStacks(layers, self._stack_plan)
         modes = {layer.stochastic for layer in layers}
         if len(modes) > 1:  # layers in different modes (rare): the general, per-mode path
             for layer, coef in zip(layers, component_scales(layers)):
@@ -140,8 +150,9 @@ class AdapterSet:
         coef = pool.lora_lambda * z * layers[0].scaling  # one scale: every layer has alpha / r_init
         pool.coefs = coef.split(pool.ranks)
 
-    def _clear_scales(self, module, args, output) -> None:
+    def _after_forward(self, module, args, output) -> None:
         self.pool.coefs = None
+        self.pool.stacks = None
         if self._per_layer:
             self._per_layer = False
             for m in self.modules:

@@ -27,6 +27,7 @@ class ComponentPool(nn.Module):
         self.lora_lambda = nn.Parameter(torch.cat([layer.lora_lambda.detach() for layer in layers]))
         self.log_alpha = torch.cat([layer.log_alpha.detach() for layer in layers]).requires_grad_()
         self.coefs: tuple[torch.Tensor, ...] | None = None  # this forward's s·λ⊙z per layer (AdapterSet)
+        self.stacks = None  # this forward's salora.stacks.WeightStacks (AdapterSet), when the layers use them
         self._index()
 
     def _index(self) -> None:

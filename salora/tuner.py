@@ -74,7 +74,9 @@ class SaLoRA:
         self.last_task_loss: torch.Tensor | None = None
         self.last_orth: torch.Tensor | None = None
         if self.cfg.gated and self.cfg.orth_reg > 0:
-                self._hook = self.model.register_forward_hook(self._add_regularizer)
+            # before the adapters' own after-forward hook, which drops this forward's stacks
+            self._hook = self.model.register_forward_hook(self._add_regularizer, prepend=True)
+            adapters.stack_in_forward = True
         if total_steps is not None:
             self.set_total_steps(total_steps)
 
@@ -97,7 +99,7 @@ class SaLoRA:
         if not (module.training and torch.is_grad_enabled() and torch.is_tensor(loss)):
             return None
         self.last_task_loss, self.last_orth = loss.detach(), None
-        orth = orthogonality_penalty(self.adapters, self.cfg.orth_form)
+        orth = orthogonality_penalty(self.adapters, self.cfg.orth_form, stacks=self.adapters.pool.stacks)
         if orth is not None:
             self.last_orth = orth.detach()
             output.loss = loss + self.cfg.orth_reg * orth  # ModelOutput keeps key and attribute in step

@@ -1,0 +1,66 @@
+"""Stacking A and B once per training forward (salora.stacks) changes the op count, not the numbers."""
+from __future__ import annotations
+
+import torch
+
+import salora
+from salora.budget import orthogonality_penalty
+from salora.stacks import StackPlan, stack_weights
+from tiny_models import tiny, tokens
+
+STEPS = 6
+
+
+def _train(stack_in_forward: bool):
+    model = tiny("bert").train()
+    handle = salora.attach(model, salora.AdapterConfig(r_init=4, budget=2, prune_every=2, ramp_start=0.0,
+                                                       ramp_end=0.5, freeze_at=0.8),
+                           total_steps=STEPS, modules_to_save=["classifier"])
+    handle.adapters.stack_in_forward = stack_in_forward
+    used = []  # whether the first adapted layer computed with views of the stacks, per forward
+    first = next(iter(handle.adapters))
+    first.register_forward_pre_hook(lambda m, a: used.append(handle.adapters.pool.stacks is not None))
+    optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-2)
+    batch = {**tokens(), "labels": torch.tensor([0, 1, 0])}
+    torch.manual_seed(0)
+    losses, ranks = [], []
+    for _ in range(STEPS):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        handle.step(optimizer)
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        ranks.append(tuple(handle.adapters.ranks().values()))
+    return losses, ranks, {k: v.clone() for k, v in model.state_dict().items()}, used
+
+
+def test_training_with_stacks_is_bit_identical_to_stacking_in_the_penalty():
+    stacked, plain = _train(True), _train(False)
+    assert all(stacked[3]) and not any(plain[3])  # the layers computed with views only when asked
+    assert len(set(stacked[1][-1])) > 1  # removal left matrices of different ranks
+    assert stacked[0] == plain[0] and stacked[1] == plain[1]  # losses and removals
+    assert stacked[2].keys() == plain[2].keys()
+    assert all(torch.equal(stacked[2][k], plain[2][k]) for k in plain[2])
+
+
+def test_plan_groups_layers_by_shape_and_matches_the_penalty_on_the_leaves():
+    model = tiny("bert")
+    adapters = salora.attach(model, salora.AdapterConfig(r_init=4, budget=2)).adapters
+    layers = list(adapters)
+    with torch.no_grad():
+        for layer in layers:
+            layer.lora_B.normal_()
+        layers[0].log_alpha[:2] = -10.0  # close two components of one matrix, then remove them
+    adapters.remove_closed()
+    plan = StackPlan(layers)
+    assert plan.count == len(layers)
+    assert plan.a_groups[(2, 32)] == [0]  # the pruned matrix has a group of its own
+    assert sum(len(s) for s in plan.a_groups.values()) == sum(len(s) for s in plan.b_groups.values()) == len(layers)
+    stacks = stack_weights(layers, plan)
+    for slot, layer in enumerate(layers):  # each layer's views hold its own A and B
+        a, b = stacks.views[slot]
+        assert torch.equal(a, layer.lora_A) and torch.equal(b, layer.lora_B)
+    by_stacks = orthogonality_penalty(layers, stacks=stacks)
+    assert torch.equal(by_stacks, orthogonality_penalty(layers))
+    assert float(by_stacks.detach()) > 0
