@@ -16,7 +16,7 @@ from salora.config import ROLES, AdapterConfig
 from salora.gates import HardConcrete
 from salora.layer import AdaptedLinear, component_scales
 from salora.pool import NAME as POOL_NAME, ComponentPool
-from salora.stacks import StackPlan, WeightStacks
+from salora.stacks import StackPlan, stack_weights
 from salora.errors import SaloraError
 
 _BERT_LIKE = {
@@ -136,9 +136,8 @@ class AdapterSet:
     def _before_forward(self, module, args) -> None:
         layers = [m.module for m in self.modules]
         if self.stack_in_forward and module.training and torch.is_grad_enabled():
-            if self._stack_plan is None or self._stack_plan.ranks != tuple(self.pool.ranks):
-                self._stack_plan = StackPlan(layers)  # the ranks changed: components were removed
-            self.pool.stacks = WeightStacks(layers, self._stack_plan)
+            self.pool.stacks = stack_weights(layers, self._stack_plan)  # a new plan once ranks change
+            self._stack_plan = self.pool.stacks.plan
         modes = {layer.stochastic for layer in layers}
         if len(modes) > 1:  # layers in different modes (rare): the general, per-mode path
             for layer, coef in zip(layers, component_scales(layers)):

@@ -43,13 +43,9 @@ class WeightStacks:
         self.plan = plan
         self.a = {shape: _stack([layers[s].lora_A for s in slots], shape) for shape, slots in plan.a_groups.items()}
         self.b = {shape: _stack([layers[s].lora_B for s in slots], shape) for shape, slots in plan.b_groups.items()}
-        self.views: list[list[torch.Tensor] | None] = [None] * len(layers)
-        for groups, stacks, part in ((plan.a_groups, self.a, 0), (plan.b_groups, self.b, 1)):
-            for shape, slots in groups.items():
-                for slot, view in zip(slots, stacks[shape].unbind(0)):
-                    if self.views[slot] is None:
-                        self.views[slot] = [None, None]
-                    self.views[slot][part] = view
+        a_views = {s: v for shape, slots in plan.a_groups.items() for s, v in zip(slots, self.a[shape].unbind(0))}
+        b_views = {s: v for shape, slots in plan.b_groups.items() for s, v in zip(slots, self.b[shape].unbind(0))}
+        self.views = [(a_views[s], b_views[s]) if s in a_views else None for s in range(len(layers))]
 
     def vectors(self) -> list[torch.Tensor]:
         """Per (r, d) shape, one (n, r, d) tensor whose rows should be orthonormal: the A's of that
