@@ -132,20 +132,21 @@ class AdaptedLinear(nn.Module):
         if self.merged or self.rank == 0:
             return out
         A, B = self.lora_A, self.lora_B
-        pool = self.pool
-        if pool is not None and pool.stacks is not None:  # views of this forward's stacks (salora.stacks)
-            A, B = pool.stacks.views[self._slot]
-        h = F.linear(self.dropout(x), A)
         if self.gates is None:
-            h = h * self.scaling
+            return out + F.linear(F.linear(self.dropout(x), A) * self.scaling, B)
+        # s·λ⊙z scales A's rows (salora.stacks says why A and not the r-dimensional hidden state):
+        # in a training forward the model-level hook has scaled every layer's A at once (views of
+        # its stacks); otherwise the scales were computed for every layer at once (AdapterSet), or,
+        # when this layer is called on its own, here
+        pool = self.pool
+        if pool is not None and pool.stacks is not None:
+            A, B = pool.stacks.views[self._slot]
         else:
-            # s·λ⊙z, precomputed for every layer at once by the model-level hook (see
-            # AdapterSet) or, when this layer is called on its own, computed here
             coef = pool.coefs[self._slot] if pool is not None and pool.coefs is not None else self._coef
             if coef is None:
                 coef = component_scales([self])[0]
-            h = h * coef
-        return out + F.linear(h, B)
+            A = A * coef.unsqueeze(1)
+        return out + F.linear(F.linear(self.dropout(x), A), B)
 
     # ----------------------------------------------------------------- merge
     def delta_weight(self) -> torch.Tensor:

@@ -115,9 +115,10 @@ class AdapterSet:
         self.modules = modules
         self.pool: ComponentPool | None = None
         self._per_layer = False  # whether the last forward's scales were set layer by layer
-        # set by the handle that adds the orthogonality penalty (salora.tuner): training forwards
-        # then stack A and B by shape first and the layers compute with views (salora.stacks)
-        self.stack_in_forward = False
+        # training forwards stack A and B by shape, fold the gate scales into A's stacks, and the
+        # layers compute with views (salora.stacks); False: each layer scales its own A (the same
+        # numbers, more ops: tests compare the two)
+        self.stack_in_forward = True
         self._stack_plan: StackPlan | None = None
         if cfg.gated:
             # every λ in one flat parameter, every log α in one flat leaf (salora.pool)
@@ -135,9 +136,6 @@ class AdapterSet:
 
     def _before_forward(self, module, args) -> None:
         layers = [m.module for m in self.modules]
-        if self.stack_in_forward and module.training and torch.is_grad_enabled():
-            self.pool.stacks = stack_weights(layers, self._stack_plan)  # a new plan once ranks change
-            self._stack_plan = self.pool.stacks.plan
         modes = {layer.stochastic for layer in layers}
         if len(modes) > 1:  # layers in different modes (rare): the general, per-mode path
             for layer, coef in zip(layers, component_scales(layers)):
@@ -147,7 +145,12 @@ class AdapterSet:
         pool = self.pool
         z = self.gates.sample(pool.log_alpha) if modes.pop() else self.gates.deterministic(pool.log_alpha)
         coef = pool.lora_lambda * z * layers[0].scaling  # one scale: every layer has alpha / r_init
-        pool.coefs = coef.split(pool.ranks)
+        if self.stack_in_forward and module.training and torch.is_grad_enabled():
+            # the layers compute with views of A's stacks, scaled by coef (salora.stacks)
+            self.pool.stacks = stack_weights(layers, self._stack_plan, coef)  # a new plan once ranks change
+            self._stack_plan = self.pool.stacks.plan
+        else:
+            pool.coefs = coef.split(pool.ranks)
 
     def _after_forward(self, module, args, output) -> None:
         self.pool.coefs = None

@@ -1,5 +1,6 @@
-"""Every gated layer's A and B, stacked by shape once per training forward; the layers compute with
-views of the stacks, and the orthogonality penalty uses the stacks themselves.
+"""Every gated layer's A and B, stacked by shape once per training forward, with the gate scales
+folded into A's stack; the layers compute with views of the stacks, and the orthogonality penalty
+uses the stacks themselves.
 
 Why: the penalty batches A's rows and B's columns of one shape into one product (salora.budget).
 Stacked from the layers' own A and B inside the penalty, each A and B has two consumers, its layer
@@ -9,6 +10,16 @@ the stack, each A and B has one consumer: the layers' gradients are gathered int
 stack, the penalty's gradient joins them in one add per stack, and each A and B receives its slice.
 Each element's gradient is the same sum of the same two terms, so training is bit-identical to
 stacking inside the penalty; only the number of ops changes.
+
+The gate scales s·λ⊙z multiply the rows of A's stack (one op per stack), so a layer computes
+(x A_scaledᵀ) Bᵀ: plain LoRA's two products and nothing else. Scaling the r-dimensional hidden state
+instead, as before, cost every layer a multiply in the forward and, in the backward, the gradient
+through it and the scale's own gradient (a multiply and a sum over every token): four small ops a
+layer where LoRA has two (its constant s), each a kernel launch on a GPU whatever the layer's size
+(MiniLM's short SST-2 step: 1,642 kernels before, 1,512 after, LoRA 1,410). The product is
+x (A ⊙ c)ᵀ where it was (x Aᵀ) ⊙ c: equal in exact arithmetic, not in floating point (README
+"Benchmark" says what it did to the results). peft's AdaLoRA scales A by its singular values the
+same way. The penalty keeps the unscaled stack: it measures directions; λ ⊙ z carries the sizes.
 
 The grouping (which layers share a shape) changes only when components are removed, so it is
 computed once per set of ranks, not at every forward.
@@ -34,16 +45,37 @@ class StackPlan:
         # A's shapes first, then the B shapes (as (r, d_out)) no A has: the penalty sums per shape in
         # this order, so its value does not depend on how it was stacked
         self.vector_shapes = list(dict.fromkeys([*self.a_groups, *(s[::-1] for s in self.b_groups)]))
+        starts = [0]
+        for layer in layers:
+            starts.append(starts[-1] + layer.rank)
+        # each A stack's components as positions in the flat per-component tensors (salora.pool),
+        # layer order: the stack's gate scales are one index_select of the flat scales
+        self._scale_positions = {shape: [i for s in slots for i in range(starts[s], starts[s + 1])]
+                                 for shape, slots in self.a_groups.items()}
+        self._index: dict[tuple, torch.Tensor] = {}
+
+    def scale_index(self, shape: tuple, device: torch.device) -> torch.Tensor:
+        key = (shape, device)
+        if key not in self._index:
+            self._index[key] = torch.tensor(self._scale_positions[shape], dtype=torch.long, device=device)
+        return self._index[key]
 
 
 class WeightStacks:
-    """This forward's stacks and each layer's (A, B) views of them (None for a layer left out)."""
+    """This forward's stacks; given the flat gate scales (`scales`: s·λ⊙z of every component, in
+    the pool's order), also each layer's views (A with its rows scaled, B) to compute with (None
+    for a layer left out)."""
 
-    def __init__(self, layers: list, plan: StackPlan):
+    def __init__(self, layers: list, plan: StackPlan, scales: torch.Tensor | None = None):
         self.plan = plan
         self.a = {shape: _stack([layers[s].lora_A for s in slots], shape) for shape, slots in plan.a_groups.items()}
         self.b = {shape: _stack([layers[s].lora_B for s in slots], shape) for shape, slots in plan.b_groups.items()}
-        a_views = {s: v for shape, slots in plan.a_groups.items() for s, v in zip(slots, self.a[shape].unbind(0))}
+        self.views: list | None = None
+        if scales is None:
+            return
+        scaled = {shape: a * scales.index_select(0, plan.scale_index(shape, scales.device)).view(*a.shape[:2], 1)
+                  for shape, a in self.a.items()}
+        a_views = {s: v for shape, slots in plan.a_groups.items() for s, v in zip(slots, scaled[shape].unbind(0))}
         b_views = {s: v for shape, slots in plan.b_groups.items() for s, v in zip(slots, self.b[shape].unbind(0))}
         self.views = [(a_views[s], b_views[s]) if s in a_views else None for s in range(len(layers))]
 
@@ -67,9 +99,10 @@ def _stack(matrices: list[torch.Tensor], shape: tuple) -> torch.Tensor:
     return torch.cat(matrices).view(len(matrices), *shape)
 
 
-def stack_weights(layers: list, plan: StackPlan | None = None) -> WeightStacks:
-    """The stacks of `layers` (a plan is made if none is given, or if the ranks changed)."""
+def stack_weights(layers: list, plan: StackPlan | None = None, scales: torch.Tensor | None = None) -> WeightStacks:
+    """The stacks of `layers` (a plan is made if none is given, or if the ranks changed); with
+    `scales`, the layers' views too (WeightStacks)."""
     layers = list(layers)
     if plan is None or plan.ranks != tuple(layer.rank for layer in layers):
         plan = StackPlan(layers)
-    return WeightStacks(layers, plan)
+    return WeightStacks(layers, plan, scales)

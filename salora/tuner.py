@@ -76,7 +76,6 @@ class SaLoRA:
         if self.cfg.gated and self.cfg.orth_reg > 0:
             # before the adapters' own after-forward hook, which drops this forward's stacks
             self._hook = self.model.register_forward_hook(self._add_regularizer, prepend=True)
-            adapters.stack_in_forward = True
         if total_steps is not None:
             self.set_total_steps(total_steps)
 

@@ -1,4 +1,5 @@
-"""Stacking A and B once per training forward (salora.stacks) changes the op count, not the numbers."""
+"""Stacking A and B once per training forward and scaling A's stacks (salora.stacks) changes the op
+count, not the numbers: the same as each layer scaling its own A."""
 from __future__ import annotations
 
 import torch
@@ -57,10 +58,13 @@ def test_plan_groups_layers_by_shape_and_matches_the_penalty_on_the_leaves():
     assert plan.count == len(layers)
     assert plan.a_groups[(2, 32)] == [0]  # the pruned matrix has a group of its own
     assert sum(len(s) for s in plan.a_groups.values()) == sum(len(s) for s in plan.b_groups.values()) == len(layers)
-    stacks = stack_weights(layers, plan)
-    for slot, layer in enumerate(layers):  # each layer's views hold its own A and B
+    scales = torch.rand(sum(layer.rank for layer in layers)) + 0.5
+    stacks = stack_weights(layers, plan, scales)
+    per_layer = scales.split([layer.rank for layer in layers])
+    for slot, layer in enumerate(layers):  # each layer's views: its own A, rows scaled by its own scales, and B
         a, b = stacks.views[slot]
-        assert torch.equal(a, layer.lora_A) and torch.equal(b, layer.lora_B)
+        assert torch.equal(a, layer.lora_A * per_layer[slot].unsqueeze(1)) and torch.equal(b, layer.lora_B)
+    assert stack_weights(layers, plan).views is None  # without scales: only the penalty's stacks
     by_stacks = orthogonality_penalty(layers, stacks=stacks)
     assert torch.equal(by_stacks, orthogonality_penalty(layers))
     assert float(by_stacks.detach()) > 0
