@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -52,6 +53,10 @@ class LoopState:
     best: dict | None = None
     trajectory: list = field(default_factory=list)
     train_time_s: float = 0.0
+    # wall seconds of each optimizer step (batch loading and logging included, evaluations and
+    # checkpoints not): their median is the step's cost with bursts of other load on the machine
+    # left out, which a mean over one short run is not
+    step_times: list = field(default_factory=list)
     initial_trainable: int = 0
 
 
@@ -189,6 +194,7 @@ class Trainer:
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=self.console, disable=not acc.is_main_process)
         started = time.perf_counter()
+        step_began = started
         with progress:
             bar = progress.add_task(f"{self.cfg.task} {self.cfg.method}", total=self.total_steps,
                                     completed=self.state.step, info="")
@@ -208,15 +214,19 @@ class Trainer:
                     if self.state.step % t.log_every == 0 or self.state.step == 1:
                         self._log(logs)
                     faults.reached("after_step", self.state.step)
+                    now = time.perf_counter()
+                    self.state.step_times.append(round(now - step_began, 6))
+                    step_began = now
                     # train_time_s counts training only: evaluations and checkpoints are excluded
                     if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
                         paused = time.perf_counter()
                         self._evaluate_and_keep()
                         started += time.perf_counter() - paused
+                        step_began = time.perf_counter()
                     if self.state.step % checkpoint_every == 0 and self.state.step < self.total_steps:
                         self.state.train_time_s += time.perf_counter() - started
                         self._save_checkpoint()
-                        started = time.perf_counter()
+                        started = step_began = time.perf_counter()
                     if self.state.step >= self.total_steps:
                         break
                 else:
@@ -457,6 +467,8 @@ class Trainer:
             "train_time_s": round(self.state.train_time_s, 2), "steps": self.total_steps,
             "epochs": round(self.total_steps / self.steps_per_epoch, 3),
             "step_time_s": round(self.state.train_time_s / max(self.total_steps, 1), 4),
+            "step_time_median_s": (round(statistics.median(self.state.step_times), 4)
+                                   if self.state.step_times else None),
             "peak_memory_mb": peak_memory_mb(), "peak_memory_scope": self.memory_scope,
             "train_examples": len(self.train_set), "eval_examples": len(self.eval_set),
             "status": "finished",

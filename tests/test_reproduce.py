@@ -84,6 +84,7 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     metrics = json.loads((tmp_path / "runs" / "tiny" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").read_text())
     # times are recorded, whatever they are (a fast machine rounds a tiny run's step time to 0)
     assert metrics["seed"] == 1 and metrics["step_time_s"] >= 0 and metrics["peak_memory_mb"] > 0
+    assert metrics["step_time_median_s"] >= 0  # the median over the run's steps of each step's wall time
     assert metrics["peak_memory_scope"] == "run"
     assert "| glue/sst2 | lora | 2 |" in (results / "efficiency.md").read_text()
     # what each number rests on is committed with it: the tables link results/runs/, not runs/

@@ -15,8 +15,8 @@ def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         groups[(run.task, run.method)].append(run.raw)
-    step_time = {k: statistics.mean(r["step_time_s"] for r in v if r.get("step_time_s"))
-                 for k, v in groups.items() if any(r.get("step_time_s") for r in v)}
+    step_time = _seed_means(groups, "step_time_s")
+    median_step = _seed_means(groups, "step_time_median_s")
     lines = ["# Efficiency", "",
              "Measured during the runs themselves (mean over seeds): wall time per training epoch,",
              "time per optimizer step relative to LoRA on the same task (same batch size and data),",
@@ -24,22 +24,38 @@ def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples
              "on GPU). Memory is left blank for runs recorded before that reset existed: theirs was the",
              "peak of a process that may have run other runs first, so it does not compare.",
              "",
-             "| Task | Method | n | s / epoch | s / step | step time ÷ LoRA | peak memory (MB) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "Two step times: the mean (training time ÷ steps: what a user waits, removal steps and any",
+             "burst of other load on the machine included) and the median over the run's steps of each",
+             "step's wall time (what a step costs; a burst of outside load that slows a few dozen of a",
+             "short run's steps moves the mean by several %, the median hardly). Blank where a run was",
+             "recorded before per-step times were kept.",
+             "",
+             "| Task | Method | n | s / epoch | s / step | step time ÷ LoRA | median s / step | median ÷ LoRA "
+             "| peak memory (MB) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (task, method), recs in sorted(groups.items()):
         per_epoch = [r["train_time_s"] / r["epochs"] for r in recs if r.get("epochs")]
         # older records hold the peak of a whole process that may have run other runs first
         memory = [r["peak_memory_mb"] for r in recs
                   if r.get("peak_memory_mb") and r.get("peak_memory_scope") == "run"]
-        ratio = (step_time[(task, method)] / step_time[(task, "lora")]
-                 if (task, method) in step_time and (task, "lora") in step_time else None)
         cells = [task, method, str(len(recs)), _num(per_epoch and statistics.mean(per_epoch), 1),
-                 _num(step_time.get((task, method)), 3), _num(ratio, 2),
+                 _num(step_time.get((task, method)), 3), _num(_to_lora(step_time, task, method), 2),
+                 _num(median_step.get((task, method)), 3), _num(_to_lora(median_step, task, method), 2),
                  _num(memory and statistics.mean(memory), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _inference_section(runs, inference_examples)
     atomic.write_text(out, "\n".join(lines) + "\n")
     return out
+
+
+def _seed_means(groups: dict[tuple[str, str], list[dict]], key: str) -> dict[tuple[str, str], float]:
+    """Per (task, method), the mean over seeds of a per-run time, where every seed recorded it (a
+    mean over a subset of seeds would not pair with the other method's)."""
+    return {k: statistics.mean(r[key] for r in v) for k, v in groups.items() if all(r.get(key) for r in v)}
+
+
+def _to_lora(times: dict[tuple[str, str], float], task: str, method: str) -> float | None:
+    return times[(task, method)] / times[(task, "lora")] if (task, method) in times and (task, "lora") in times else None
 
 
 def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
