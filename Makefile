@@ -31,7 +31,8 @@ bench: install
 
 reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \
-		$(if $(TASKS),--tasks $(TASKS)) $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(NO_REPORT),--no-report)
 	# results/ is regenerated from the runs; commit it together with the code that produced it
 
 ablations: install

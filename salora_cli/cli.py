@@ -365,6 +365,8 @@ def reproduce(
     seeds: Seeds = None,
     out: GridOut = Path("runs/reproduce"),
     results: Annotated[Path, Opt(metavar="DIR", help="Folder for the tables, figures and README")] = Path("results"),
+    report: Annotated[bool, Opt(help="Build results/ after the runs; --no-report runs only (re-timing runs one "
+                                     "per process, say), and a later invocation builds it")] = True,
 ):
     """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
     _quiet_libraries()
@@ -375,7 +377,7 @@ def reproduce(
     try:
         with _sigterm_as_interrupt():
             run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks),
-                     _split(methods), seed_list)
+                     _split(methods), seed_list, report=report)
     except KeyboardInterrupt:
         raise Interrupted("the grid stopped; run the same command again: finished runs are skipped and "
                           "the interrupted one resumes from its last checkpoint") from None

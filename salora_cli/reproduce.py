@@ -82,7 +82,7 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
 
 def run_grid(profile_path: Path, out: Path, results: Path, console: Console, data: str | None,
              tasks: list[str] | None = None, methods: list[str] | None = None,
-             seeds: list[int] | None = None) -> None:
+             seeds: list[int] | None = None, report: bool = True) -> None:
     root = Path(__file__).resolve().parents[1]
     profile = load_profile(profile_path)
     planned = plan(profile, root, tasks, methods, seeds)
@@ -101,6 +101,8 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     _report_choices(choices, waiting, console)
     _run_phase(second, len(first) + 1, total, runs_root, data, console)
     run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
+    if not report:
+        return
     with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
         build_results(runs_root, results, profile, console,

@@ -242,3 +242,16 @@ def test_the_protocol_states_what_each_cut_method_covers():
     text = protocol.protocol_markdown(profile)
     assert "- **Coverage**: adalora runs seed 0 only, budget 2 only and on glue/sst2 only." in text
     assert "salora runs" not in text and "lora runs" not in text.replace("adalora runs", "")
+
+
+def test_no_report_runs_without_building_results(tmp_path, capsys, fake_training):
+    results = tmp_path / "results"
+    base = ["reproduce", "--profile", PROFILE, "--out", tmp_path / "runs", "--results", results]
+    code, out, err = run_cli([*base, "--no-report"], capsys)
+    assert code == 0, err + out
+    assert [c for c in fake_training if not c.startswith("ranks:")] and not results.exists()
+    # a later invocation finds every run finished and builds the reports from them
+    fake_training.clear()
+    code, out, err = run_cli(base, capsys)
+    assert code == 0, err + out
+    assert not [c for c in fake_training if not c.startswith("ranks:")] and (results / "glue.md").is_file()
