@@ -5,7 +5,7 @@ SALORA := $(VENV)/bin/salora
 DATA   ?= $(abspath ../shared/data)
 PROFILE ?= cpu
 
-.PHONY: install test test-slow demo bench reproduce ablations lengths clean
+.PHONY: install test test-slow demo bench bench-runs reproduce ablations lengths clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ demo: install
 
 bench: install
 	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_step.py $(BENCH_ARGS)  # BENCH_ARGS=--quick: a quick check
+
+# SaLoRA's step time / LoRA's in the cpu grid's own runs, the two retrained one step each in turn
+# (needs the grid's run folders under runs/reproduce/cpu; writes results/step_time.md)
+bench-runs: install
+	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_runs.py $(BENCH_ARGS)
 
 reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \

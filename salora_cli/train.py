@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -184,6 +184,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
+        for _ in self.train_steps():
+            pass
+        final = self._evaluate_and_keep()
+        test = self._final_test()
+        if test is not None:
+            self.tracking.log_eval(test, prefix="test")
+        metrics = self._write_results(final, test)
+        self.tracking.end()
+        return metrics
+
+    def train_steps(self) -> Iterator[int]:
+        """The training loop, one optimizer step (and its evaluation or checkpoint, when due) per
+        iteration; yields the step number. Time spent outside, between iterations, counts in neither
+        `train_time_s` nor `step_times`, so two runs can be stepped in turns and timed on the same
+        stretch of the machine's speed (benchmarks/bench_runs.py). `run` drives it to the end."""
         acc, t = self.accelerator, self.cfg.train
         if acc.is_main_process:
             atomic.write_json(self.out / "env.json", rd.environment(
@@ -227,6 +242,11 @@ class Trainer:
                         self.state.train_time_s += time.perf_counter() - started
                         self._save_checkpoint()
                         started = step_began = time.perf_counter()
+                    suspended = time.perf_counter()
+                    yield self.state.step
+                    outside = time.perf_counter() - suspended
+                    started += outside
+                    step_began += outside
                     if self.state.step >= self.total_steps:
                         break
                 else:
@@ -236,13 +256,6 @@ class Trainer:
         if events:
             self._log({"step": self.state.step, **events})
         self.state.train_time_s += time.perf_counter() - started
-        final = self._evaluate_and_keep()
-        test = self._final_test()
-        if test is not None:
-            self.tracking.log_eval(test, prefix="test")
-        metrics = self._write_results(final, test)
-        self.tracking.end()
-        return metrics
 
     def _final_test(self) -> dict | None:
         """Tasks with a held-out test split with references (style transfer) are scored on it once,
