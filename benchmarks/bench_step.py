@@ -116,9 +116,9 @@ def build(variant: str, seed: int = 0):
                                    modules_to_save=["classifier"])
         if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
             g = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                for layer in adapters:  # close 8 of 12 gates per matrix, then remove them
-                    layer.log_alpha[torch.randperm(R_INIT, generator=g)[:R_INIT - PRUNED_RANK]] = -10.0
+            with torch.no_grad():  # close gates down to each matrix's rank, then remove them
+                for layer, r in zip(adapters, pruned_ranks(len(adapters))):
+                    layer.log_alpha[torch.randperm(R_INIT, generator=g)[:R_INIT - r]] = -10.0
             adapters.remove_closed()
             if variant == PRUNED_FROZEN:
                 adapters.freeze_structure()
@@ -145,16 +145,32 @@ def train_step(model, opt, hooks, data, forward=None):
     opt.zero_grad(set_to_none=True)
 
 
-def expected_rank(variant: str) -> int | None:
-    return {LORA: R_INIT, UNPRUNED: R_INIT, LORA_SMALL: PRUNED_RANK,
-            PRUNED_ACTIVE: PRUNED_RANK, PRUNED_FROZEN: PRUNED_RANK}.get(variant)
+def pruned_ranks(n: int) -> list[int]:
+    """Ranks 1 to 2·PRUNED_RANK − 1 in turn (a remainder at PRUNED_RANK): average PRUNED_RANK, spread
+    like a trained SaLoRA's, where removal leaves each matrix its own rank. All matrices at one rank
+    would hide what a spread costs (in the stacks, which group matrices by size)."""
+    cycle = list(range(1, 2 * PRUNED_RANK))
+    whole = n - n % len(cycle)
+    ranks = [cycle[i % len(cycle)] for i in range(whole)] + [PRUNED_RANK] * (n - whole)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(1)).tolist()
+    return [ranks[i] for i in order]
+
+
+def expected_ranks(variant: str, n: int) -> list[int] | None:
+    if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
+        return pruned_ranks(n)
+    rank = {LORA: R_INIT, UNPRUNED: R_INIT, LORA_SMALL: PRUNED_RANK}.get(variant)
+    return None if rank is None else [rank] * n
 
 
 def check_ranks(built: dict) -> None:
     """What was timed is what the name says (no component removed while timing)."""
     for v, (_, _, hooks) in built.items():
-        if hooks is not None and {layer.rank for layer in hooks.adapters} != {expected_rank(v)}:
-            raise SystemExit(f"{v}: ranks changed while timing, expected {expected_rank(v)}")
+        if hooks is None:
+            continue
+        ranks = [layer.rank for layer in hooks.adapters]
+        if ranks != expected_ranks(v, len(ranks)):
+            raise SystemExit(f"{v}: ranks changed while timing, expected {expected_ranks(v, len(ranks))}")
 
 
 def time_steps(built: dict, data, repeats: int, compiled: dict | None = None) -> dict[str, list[float]]:

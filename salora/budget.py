@@ -145,10 +145,12 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
     form "angles" (ablation, the previous default): rows/columns normalised by √(‖v‖² + eps), squared
     cosines only. form "frobenius" (ablation, the original): ‖AAᵀ − I‖² + ‖BᵀB − I‖², which also pulls
     every norm to 1.
-    A's rows and B's columns of one shape (r × d) go into one stack, A's and B's alike, and each
+    A's rows and B's columns of one size d go into one stack, A's and B's alike, each matrix's
+    vectors at their own index (n, r_max, d), zero rows padding the matrices of lower rank, and each
     stack is done in one batched product: a per-step regulariser over dozens of tiny matrices is
-    otherwise dominated by per-op overhead (MiniLM's 36 matrices make two stacks, (12 × 384) and
-    (12 × 1536)). Rank-0 matrices skip. `stacks`: this forward's stacks (salora.stacks), which the
+    otherwise dominated by per-op overhead (MiniLM's 36 matrices make two stacks, d = 384 and
+    d = 1536, whatever their ranks). A zero row adds nothing (its products with every vector are 0,
+    and the Frobenius form does not ask it for a unit diagonal). Rank-0 matrices skip. `stacks`: this forward's stacks (salora.stacks), which the
     layers computed with; without them the layers' A and B are stacked here.
     """
     if eps is None:
@@ -158,7 +160,7 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
     if not stacks.plan.count:
         return None
     total = None
-    for stacked in stacks.vectors():  # (n, r, d) each: the vectors that should be orthonormal are the rows
+    for stacked, real in stacks.vectors():  # (n, r, d) each: the vectors that should be orthonormal are the rows
         if form == "angles":
             stacked = stacked * torch.rsqrt(stacked.pow(2).sum(-1, keepdim=True) + eps)
         gram = stacked @ stacked.transpose(1, 2)
@@ -167,9 +169,9 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
             term = ((gram * _off_diagonal(gram)).pow(2) / (norms.unsqueeze(-1) * norms.unsqueeze(-2))).sum()
         elif form == "angles":  # the diagonal is ‖v‖²/(‖v‖² + eps): a size, not an angle
             term = (gram * _off_diagonal(gram)).pow(2).sum()
-        else:
+        else:  # a padded (zero) row's target is 0, not a unit diagonal
             eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
-            term = (gram - eye).pow(2).sum()
+            term = (gram - (eye if real is None else torch.diag_embed(real))).pow(2).sum()
         total = term if total is None else total + term
     return total / stacks.plan.count
 

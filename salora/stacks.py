@@ -1,8 +1,8 @@
-"""Every gated layer's A and B, stacked by shape once per training forward, with the gate scales
+"""Every gated layer's A and B, stacked by size once per training forward, with the gate scales
 folded into A's stack; the layers compute with views of the stacks, and the orthogonality penalty
 uses the stacks themselves.
 
-Why: the penalty batches A's rows and B's columns of one shape into one product (salora.budget).
+Why: the penalty batches A's rows and B's columns of one size into one product (salora.budget).
 Stacked from the layers' own A and B inside the penalty, each A and B has two consumers, its layer
 and the stack, and the backward adds the two gradients matrix by matrix: 72 small adds a step on
 MiniLM's 36 matrices, one dispatched op each. Stacked first, with the layers computing on views of
@@ -21,44 +21,100 @@ x (A ⊙ c)ᵀ where it was (x Aᵀ) ⊙ c: equal in exact arithmetic, not in fl
 "Benchmark" says what it did to the results). peft's AdaLoRA scales A by its singular values the
 same way. The penalty keeps the unscaled stack: it measures directions; λ ⊙ z carries the sizes.
 
-The grouping (which layers share a shape) changes only when components are removed, so it is
-computed once per set of ranks, not at every forward.
+Grouped by the matrices' other dimension, not by their shape: A's by d_in (rows of any rank stack
+into one (R, d_in) tensor), B's by d_out (each B flattened whole, one flat tensor per d_out, so a
+layer's view of its B is contiguous like the B itself: a product with a strided weight rounds
+differently), and the layers' views are one split of each. Grouped by shape, as before, every distinct rank made stacks of its own: once removal
+had left MiniLM's 36 matrices at a dozen different ranks, a step of the cpu grid's SST-2 run made
+9,673 ATen ops (2,136 kernels) where it made 7,963 (1,585) before the first removal, and the
+runner's step cost 1.11 x LoRA's against 1.03 before (benchmarks/bench_runs.py); grouped by size, the
+same step after the freeze makes 8,213 ops and 1,470 kernels (LoRA 7,194 and 1,419). The penalty wants
+each matrix's vectors apart, (n, r, d): one index_select lays them out at the largest rank of the
+group, padding with zeros (a zero vector adds nothing to any orthogonality form; the Frobenius form
+is not asked for a unit diagonal there). While
+every matrix of a group has one rank, nothing is padded, and the tensors are the ones the shape
+grouping made.
+
+The grouping changes only when components are removed, so it is computed once per set of ranks,
+not at every forward.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
 class StackPlan:
-    """Which gated, non-empty layers share an A shape (r, d_in) and a B shape (d_out, r), in layer
-    order, and the order in which the penalty visits the (r, d) shapes of its vectors."""
+    """Which gated, non-empty layers share an A input size d_in and a B output size d_out (layer
+    order), and how the penalty lays out their vectors: per size d, the rows of the A's with d_in = d,
+    then the columns of the B's with d_out = d, each matrix's at its own index in (n, r_max, d)."""
 
     def __init__(self, layers: list):
         self.ranks = tuple(layer.rank for layer in layers)
-        self.a_groups: dict[tuple, list[int]] = {}  # (r, d_in) -> slots
-        self.b_groups: dict[tuple, list[int]] = {}  # (d_out, r) -> slots
+        self.a_groups: dict[int, list[int]] = {}  # d_in -> slots
+        self.b_groups: dict[int, list[int]] = {}  # d_out -> slots
         for slot, layer in enumerate(layers):
             if layer.gated and layer.rank:
-                self.a_groups.setdefault(tuple(layer.lora_A.shape), []).append(slot)
-                self.b_groups.setdefault(tuple(layer.lora_B.shape), []).append(slot)
+                self.a_groups.setdefault(layer.lora_A.shape[1], []).append(slot)
+                self.b_groups.setdefault(layer.lora_B.shape[0], []).append(slot)
+        self.a_ranks = {d: [self.ranks[s] for s in slots] for d, slots in self.a_groups.items()}
+        self.b_ranks = {d: [self.ranks[s] for s in slots] for d, slots in self.b_groups.items()}
         self.count = sum(len(slots) for slots in self.a_groups.values())  # matrices in the penalty
-        # A's shapes first, then the B shapes (as (r, d_out)) no A has: the penalty sums per shape in
-        # this order, so its value does not depend on how it was stacked
-        self.vector_shapes = list(dict.fromkeys([*self.a_groups, *(s[::-1] for s in self.b_groups)]))
+        # A's sizes first, then the B sizes no A has: the penalty sums per size in this order
+        self.vector_dims = list(dict.fromkeys([*self.a_groups, *self.b_groups]))
+        self._segments = {d: [*self.a_ranks.get(d, []), *self.b_ranks.get(d, [])] for d in self.vector_dims}
         starts = [0]
         for layer in layers:
             starts.append(starts[-1] + layer.rank)
         # each A stack's components as positions in the flat per-component tensors (salora.pool),
         # layer order: the stack's gate scales are one index_select of the flat scales
-        self._scale_positions = {shape: [i for s in slots for i in range(starts[s], starts[s + 1])]
-                                 for shape, slots in self.a_groups.items()}
-        self._index: dict[tuple, torch.Tensor] = {}
+        self._scale_positions = {d: [i for s in slots for i in range(starts[s], starts[s + 1])]
+                                 for d, slots in self.a_groups.items()}
+        self._cache: dict[tuple, torch.Tensor] = {}
 
-    def scale_index(self, shape: tuple, device: torch.device) -> torch.Tensor:
-        key = (shape, device)
-        if key not in self._index:
-            self._index[key] = torch.tensor(self._scale_positions[shape], dtype=torch.long, device=device)
-        return self._index[key]
+    def vector_layout(self, d: int) -> tuple[int, int]:
+        """(matrices, largest rank) of size d's vectors."""
+        return len(self._segments[d]), max(self._segments[d])
+
+    def padded(self, d: int) -> bool:
+        return len(set(self._segments[d])) > 1
+
+    def scale_index(self, d: int, device: torch.device) -> torch.Tensor:
+        return self._cached(("scales", d, device), lambda: self._scale_positions[d], torch.long, device)
+
+    def pad_index(self, d: int, device: torch.device) -> torch.Tensor:
+        """Element (i, k, j) of the padded layout (n, r_max, d) as a position in the size's flat
+        source, [A stack, B's flattened, one zero]: element j of matrix i's k-th vector (row k of an
+        A, column k of a B), or the zero where matrix i has fewer than k + 1 vectors."""
+        key = ("pad", d, device)
+        if key not in self._cache:  # built on the host (numpy): once per set of ranks, no device ops
+            a_ranks, b_ranks = self.a_ranks.get(d, []), self.b_ranks.get(d, [])
+            _, r_max = self.vector_layout(d)
+            zero = (sum(a_ranks) + sum(b_ranks)) * d  # the zero's position, after every weight
+            k, j = np.arange(r_max)[:, None], np.arange(d)[None, :]
+            blocks, start = [], 0
+            for r, is_b in [*((r, False) for r in a_ranks), *((r, True) for r in b_ranks)]:
+                # an A (r, d) is row-major: row k at k·d; a B (d, r) too: column k's element j at j·r + k
+                block = start + (j * r + k if is_b else k * d + j)
+                blocks.append(np.where(k < r, block, zero))
+                start += r * d
+            self._cache[key] = torch.from_numpy(np.stack(blocks).reshape(-1)).to(device)
+        return self._cache[key]
+
+    def real_rows(self, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(n, r_max): 1 where the padded layout holds a real vector, 0 where padding."""
+        _, r_max = self.vector_layout(d)
+        mask = lambda: [[float(k < r) for k in range(r_max)] for r in self._segments[d]]  # noqa: E731
+        return self._cached(("real", d, device, dtype), mask, dtype, device)
+
+    def zero(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The one zero the padded layouts point at (appended to each size's flat source)."""
+        return self._cached(("zero", device, dtype), lambda: [0.0], dtype, device)
+
+    def _cached(self, key: tuple, values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if key not in self._cache:
+            self._cache[key] = torch.tensor(values(), dtype=dtype, device=device)
+        return self._cache[key]
 
 
 class WeightStacks:
@@ -68,35 +124,42 @@ class WeightStacks:
 
     def __init__(self, layers: list, plan: StackPlan, scales: torch.Tensor | None = None):
         self.plan = plan
-        self.a = {shape: _stack([layers[s].lora_A for s in slots], shape) for shape, slots in plan.a_groups.items()}
-        self.b = {shape: _stack([layers[s].lora_B for s in slots], shape) for shape, slots in plan.b_groups.items()}
+        # A's rows stack into (R, d_in); each B is flattened whole (its memory as it is) and the
+        # B's of one d_out are one flat tensor, so that a layer's B view is contiguous like the B
+        # it stands for (a column slice of a (d_out, R) stack is strided, and a product with a
+        # strided weight rounds differently from the layer's own product)
+        self.a = {d: torch.cat([layers[s].lora_A for s in slots]) for d, slots in plan.a_groups.items()}
+        self.b = {d: torch.cat([layers[s].lora_B.view(-1) for s in slots]) for d, slots in plan.b_groups.items()}
         self.views: list | None = None
         if scales is None:
             return
-        scaled = {shape: a * scales.index_select(0, plan.scale_index(shape, scales.device)).view(*a.shape[:2], 1)
-                  for shape, a in self.a.items()}
-        a_views = {s: v for shape, slots in plan.a_groups.items() for s, v in zip(slots, scaled[shape].unbind(0))}
-        b_views = {s: v for shape, slots in plan.b_groups.items() for s, v in zip(slots, self.b[shape].unbind(0))}
+        scaled = {d: a * scales.index_select(0, plan.scale_index(d, scales.device)).unsqueeze(1)
+                  for d, a in self.a.items()}
+        a_views = {s: v for d, slots in plan.a_groups.items() for s, v in zip(slots, scaled[d].split(plan.a_ranks[d]))}
+        b_views = {s: v.view(d, -1) for d, slots in plan.b_groups.items()
+                   for s, v in zip(slots, self.b[d].split([d * r for r in plan.b_ranks[d]]))}
         self.views = [(a_views[s], b_views[s]) if s in a_views else None for s in range(len(layers))]
 
-    def vectors(self) -> list[torch.Tensor]:
-        """Per (r, d) shape, one (n, r, d) tensor whose rows should be orthonormal: the A's of that
-        shape, then the B's transposed (their columns), in the plan's order of shapes."""
+    def vectors(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per size d, one (n, r_max, d) tensor whose rows should be orthonormal (the A's rows, then
+        the B's columns, matrix by matrix; rows past a matrix's rank are zero), and which of its rows
+        are real (None when nothing is padded)."""
         out = []
-        for r, d in self.plan.vector_shapes:
-            parts = []
-            if (r, d) in self.a:
-                parts.append(self.a[(r, d)])
-            if (d, r) in self.b:  # B's columns: one transpose of the stack, not one per matrix
-                parts.append(self.b[(d, r)].transpose(1, 2))
-            out.append(torch.cat(parts) if len(parts) > 1 else parts[0].contiguous())
+        for d in self.plan.vector_dims:
+            n, r_max = self.plan.vector_layout(d)
+            a, b = self.a.get(d), self.b.get(d)
+            if not self.plan.padded(d):  # one rank: the stacks as they are, B's columns by one transpose
+                parts = [] if a is None else [a.view(-1, r_max, d)]
+                if b is not None:
+                    parts.append(b.view(-1, d, r_max).transpose(1, 2))
+                out.append((torch.cat(parts) if len(parts) > 1 else parts[0].contiguous(), None))
+                continue
+            like = a if a is not None else b
+            flat = [x.reshape(-1) for x in (a, b) if x is not None]
+            source = torch.cat([*flat, self.plan.zero(like.device, like.dtype)])
+            padded = source.index_select(0, self.plan.pad_index(d, like.device)).view(n, r_max, d)
+            out.append((padded, self.plan.real_rows(d, like.device, like.dtype)))
         return out
-
-
-def _stack(matrices: list[torch.Tensor], shape: tuple) -> torch.Tensor:
-    """torch.stack(matrices), as one cat along rows and a view: the same tensor, without stack's
-    per-matrix unsqueeze (two dispatched ops per matrix)."""
-    return torch.cat(matrices).view(len(matrices), *shape)
 
 
 def stack_weights(layers: list, plan: StackPlan | None = None, scales: torch.Tensor | None = None) -> WeightStacks:

@@ -56,7 +56,9 @@ def test_plan_groups_layers_by_shape_and_matches_the_penalty_on_the_leaves():
     adapters.remove_closed()
     plan = StackPlan(layers)
     assert plan.count == len(layers)
-    assert plan.a_groups[(2, 32)] == [0]  # the pruned matrix has a group of its own
+    # grouped by d_in / d_out, whatever the ranks: the pruned matrix stacks with the others
+    assert set(plan.a_groups) == {layer.lora_A.shape[1] for layer in layers}
+    assert 0 in plan.a_groups[32] and len(plan.a_groups[32]) > 1 and plan.padded(32)
     assert sum(len(s) for s in plan.a_groups.values()) == sum(len(s) for s in plan.b_groups.values()) == len(layers)
     scales = torch.rand(sum(layer.rank for layer in layers)) + 0.5
     stacks = stack_weights(layers, plan, scales)
@@ -68,3 +70,36 @@ def test_plan_groups_layers_by_shape_and_matches_the_penalty_on_the_leaves():
     by_stacks = orthogonality_penalty(layers, stacks=stacks)
     assert torch.equal(by_stacks, orthogonality_penalty(layers))
     assert float(by_stacks.detach()) > 0
+
+
+def _defect(vectors: torch.Tensor, form: str) -> torch.Tensor:
+    """One matrix's orthogonality defect, written out (rows of `vectors` should be orthonormal)."""
+    if form == "frobenius":
+        return (vectors @ vectors.T - torch.eye(len(vectors))).pow(2).sum()
+    total = vectors.new_zeros(())
+    for i in range(len(vectors)):
+        for j in range(len(vectors)):
+            if i != j:
+                vi, vj = vectors[i], vectors[j]
+                if form == "weighted":
+                    total = total + (vi @ vj) ** 2 / (vi.norm() * vj.norm())
+                else:  # angles
+                    ni, nj = vi / torch.sqrt(vi @ vi + 2.5e-3), vj / torch.sqrt(vj @ vj + 2.5e-3)
+                    total = total + (ni @ nj) ** 2
+    return total
+
+
+def test_penalty_over_spread_ranks_equals_the_penalty_written_out_matrix_by_matrix():
+    # stacked by size with ranks 1-4 in one stack, zero-padded to rank 4: padding adds nothing
+    model = tiny("bert")
+    adapters = salora.attach(model, salora.AdapterConfig(r_init=4, budget=2)).adapters
+    layers = list(adapters)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.lora_B.normal_()
+            layer.log_alpha[: i % 4] = -10.0  # ranks 4, 3, 2, 1 in turn
+    adapters.remove_closed()
+    assert {layer.rank for layer in layers} == {1, 2, 3, 4} and StackPlan(layers).padded(32)
+    for form in ("weighted", "angles", "frobenius"):
+        by_hand = sum(_defect(layer.lora_A, form) + _defect(layer.lora_B.T, form) for layer in layers) / len(layers)
+        assert torch.allclose(orthogonality_penalty(layers, form), by_hand, rtol=1e-5), form
