@@ -150,8 +150,9 @@ def orthogonality_penalty(layers, form: str = "weighted", eps: float | None = No
     stack is done in one batched product: a per-step regulariser over dozens of tiny matrices is
     otherwise dominated by per-op overhead (MiniLM's 36 matrices make two stacks, d = 384 and
     d = 1536, whatever their ranks). A zero row adds nothing (its products with every vector are 0,
-    and the Frobenius form does not ask it for a unit diagonal). Rank-0 matrices skip. `stacks`: this forward's stacks (salora.stacks), which the
-    layers computed with; without them the layers' A and B are stacked here.
+    and the Frobenius form does not ask it for a unit diagonal). Rank-0 matrices skip. `stacks`:
+    this forward's stacks (salora.stacks), which the layers computed with; without them the layers'
+    A and B are stacked here.
     """
     if eps is None:
         eps = WEIGHTED_EPS if form == "weighted" else ORTH_EPS

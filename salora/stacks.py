@@ -24,14 +24,14 @@ same way. The penalty keeps the unscaled stack: it measures directions; λ ⊙ z
 Grouped by the matrices' other dimension, not by their shape: A's by d_in (rows of any rank stack
 into one (R, d_in) tensor), B's by d_out (each B flattened whole, one flat tensor per d_out, so a
 layer's view of its B is contiguous like the B itself: a product with a strided weight rounds
-differently), and the layers' views are one split of each. Grouped by shape, as before, every distinct rank made stacks of its own: once removal
-had left MiniLM's 36 matrices at a dozen different ranks, a step of the cpu grid's SST-2 run made
-9,673 ATen ops (2,136 kernels) where it made 7,963 (1,585) before the first removal, and the
-runner's step cost 1.11 x LoRA's against 1.03 before (benchmarks/bench_runs.py); grouped by size, the
-same step after the freeze makes 8,213 ops and 1,470 kernels (LoRA 7,194 and 1,419). The penalty wants
-each matrix's vectors apart, (n, r, d): one index_select lays them out at the largest rank of the
-group, padding with zeros (a zero vector adds nothing to any orthogonality form; the Frobenius form
-is not asked for a unit diagonal there). While
+differently), and the layers' views are one split of each. Grouped by shape, as before, every
+distinct rank made stacks of its own: once removal had left MiniLM's 36 matrices at a dozen ranks,
+a step of the cpu grid's SST-2 run made 9,673 ATen ops (2,136 kernels) where it made 7,963 (1,585)
+before the first removal, and the runner's step cost 1.11 x LoRA's against 1.03 before
+(benchmarks/bench_runs.py); grouped by size, the same step after the freeze makes 8,213 ops and
+1,470 kernels (LoRA 7,194 and 1,419). The penalty wants each matrix's vectors apart, (n, r, d): one
+index_select lays them out at the largest rank of the group, padding with zeros (a zero vector adds
+nothing to any orthogonality form; the Frobenius form is not asked for a unit diagonal there). While
 every matrix of a group has one rank, nothing is padded, and the tensors are the ones the shape
 grouping made.
 
@@ -80,14 +80,13 @@ class StackPlan:
         return len(set(self._segments[d])) > 1
 
     def scale_index(self, d: int, device: torch.device) -> torch.Tensor:
-        return self._cached(("scales", d, device), lambda: self._scale_positions[d], torch.long, device)
+        return self._cached(("scales", d), device, lambda: torch.tensor(self._scale_positions[d]))
 
     def pad_index(self, d: int, device: torch.device) -> torch.Tensor:
         """Element (i, k, j) of the padded layout (n, r_max, d) as a position in the size's flat
         source, [A stack, B's flattened, one zero]: element j of matrix i's k-th vector (row k of an
         A, column k of a B), or the zero where matrix i has fewer than k + 1 vectors."""
-        key = ("pad", d, device)
-        if key not in self._cache:  # built on the host (numpy): once per set of ranks, no device ops
+        def positions() -> torch.Tensor:  # on the host (numpy): once per set of ranks, no device ops
             a_ranks, b_ranks = self.a_ranks.get(d, []), self.b_ranks.get(d, [])
             _, r_max = self.vector_layout(d)
             zero = (sum(a_ranks) + sum(b_ranks)) * d  # the zero's position, after every weight
@@ -98,22 +97,23 @@ class StackPlan:
                 block = start + (j * r + k if is_b else k * d + j)
                 blocks.append(np.where(k < r, block, zero))
                 start += r * d
-            self._cache[key] = torch.from_numpy(np.stack(blocks).reshape(-1)).to(device)
-        return self._cache[key]
+            return torch.from_numpy(np.stack(blocks).reshape(-1))
+        return self._cached(("pad", d), device, positions)
 
     def real_rows(self, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(n, r_max): 1 where the padded layout holds a real vector, 0 where padding."""
         _, r_max = self.vector_layout(d)
-        mask = lambda: [[float(k < r) for k in range(r_max)] for r in self._segments[d]]  # noqa: E731
-        return self._cached(("real", d, device, dtype), mask, dtype, device)
+        return self._cached(("real", d, dtype), device, lambda: torch.tensor(
+            [[float(k < r) for k in range(r_max)] for r in self._segments[d]], dtype=dtype))
 
     def zero(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The one zero the padded layouts point at (appended to each size's flat source)."""
-        return self._cached(("zero", device, dtype), lambda: [0.0], dtype, device)
+        return self._cached(("zero", dtype), device, lambda: torch.zeros(1, dtype=dtype))
 
-    def _cached(self, key: tuple, values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def _cached(self, key: tuple, device: torch.device, build) -> torch.Tensor:
+        key = (*key, device)
         if key not in self._cache:
-            self._cache[key] = torch.tensor(values(), dtype=dtype, device=device)
+            self._cache[key] = build().to(device)
         return self._cache[key]
 
 
