@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import random
 import shlex
 import statistics
 import sys
@@ -35,13 +34,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from salora_cli import atomic, run_dir as rd  # noqa: E402
+from salora_cli import atomic, rng as rng_states, run_dir as rd  # noqa: E402
 from salora_cli import config as cfgmod  # noqa: E402
 from salora_cli.errors import SaloraError  # noqa: E402
 from salora_cli.train import Trainer  # noqa: E402
@@ -62,32 +60,17 @@ class SteppedRun:
 
     def __post_init__(self):
         self.steps = self.trainer.train_steps()
-        self.rng = _rng_state()  # as the trainer's set_seed left it
+        self.rng = rng_states.capture()  # as the trainer's set_seed left it
 
     def step(self) -> bool:
-        _set_rng_state(self.rng)
+        rng_states.restore(self.rng)
         try:
             next(self.steps)
             return True
         except StopIteration:
             return False
         finally:
-            self.rng = _rng_state()
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+            self.rng = rng_states.capture()
 
 
 def chosen_runs(grid: Path, selection: Path, budget: int, seed: int, tasks: list[str] | None) -> dict[str, dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,6 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
@@ -29,7 +27,7 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 import tasks
-from salora_cli import atomic, faults, run_dir as rd
+from salora_cli import atomic, faults, rng as rng_states, run_dir as rd
 from salora_cli.batching import LengthGroupedSampler
 from salora_cli.config import RunConfig
 from salora_cli.console import RunConsole
@@ -167,19 +165,14 @@ class Trainer:
         if isinstance(rng, list):  # one per process; a checkpoint from another process count: the first
             acc = self.accelerator
             rng = rng[acc.process_index] if len(rng) == acc.num_processes else rng[0]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        rng_states.restore(rng)
         if self.accelerator.is_main_process:
             rd.truncate_log(self.out, self.state.step)
             self.console.print(f"resumed from {folder} at step {self.state.step}")
 
     def _rng_states(self) -> list[dict]:
         """Every process's own RNG states (gate noise and dropout draw from them), in rank order."""
-        mine = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        mine = rng_states.capture()
         return gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
 
     # ------------------------------------------------------------------ loop
