@@ -33,7 +33,11 @@ before the first removal, and the runner's step cost 1.11 x LoRA's against 1.03 
 index_select lays them out at the largest rank of the group, padding with zeros (a zero vector adds
 nothing to any orthogonality form; the Frobenius form is not asked for a unit diagonal there). While
 every matrix of a group has one rank, nothing is padded, and the tensors are the ones the shape
-grouping made.
+grouping made. The layout's backward is a gather too (`_PaddedLayout`): every real element sits at
+exactly one place in the layout, so its gradient is the layout's gradient there, read by one
+index_select per stack. Autograd's own backward of index_select scatters with index_add_ into zeros,
+the same numbers (0 + g is g) at ~5x the CPU time (single-threaded: ~1.2 of ~1.6 ms a step on a
+MiniLM group after removal).
 
 The grouping changes only when components are removed, so it is computed once per set of ranks,
 not at every forward.
@@ -100,6 +104,23 @@ class StackPlan:
             return torch.from_numpy(np.stack(blocks).reshape(-1))
         return self._cached(("pad", d), device, positions)
 
+    def gather_back(self, d: int, device: torch.device) -> list[torch.Tensor]:
+        """The inverse of pad_index, per part of the source (A stack, B's flattened): where each
+        real element sits in the padded layout (each sits at exactly one place)."""
+        def inverses() -> list[torch.Tensor]:
+            index = self.pad_index(d, torch.device("cpu"))
+            size = (sum(self.a_ranks.get(d, [])) + sum(self.b_ranks.get(d, []))) * d
+            real = index < size
+            where = torch.empty(size, dtype=torch.long)
+            where[index[real]] = torch.nonzero(real).flatten()
+            a_size = sum(self.a_ranks.get(d, [])) * d
+            parts = ([where[:a_size]] if d in self.a_ranks else []) + ([where[a_size:]] if d in self.b_ranks else [])
+            return [part.clone() for part in parts]
+        key = ("gather", d, device)
+        if key not in self._cache:
+            self._cache[key] = [part.to(device) for part in inverses()]
+        return self._cache[key]
+
     def real_rows(self, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(n, r_max): 1 where the padded layout holds a real vector, 0 where padding."""
         _, r_max = self.vector_layout(d)
@@ -156,10 +177,26 @@ class WeightStacks:
                 continue
             like = a if a is not None else b
             flat = [x.reshape(-1) for x in (a, b) if x is not None]
-            source = torch.cat([*flat, self.plan.zero(like.device, like.dtype)])
-            padded = source.index_select(0, self.plan.pad_index(d, like.device)).view(n, r_max, d)
+            padded = _PaddedLayout.apply(self.plan.pad_index(d, like.device), self.plan.gather_back(d, like.device),
+                                         self.plan.zero(like.device, like.dtype), *flat).view(n, r_max, d)
             out.append((padded, self.plan.real_rows(d, like.device, like.dtype)))
         return out
+
+
+class _PaddedLayout(torch.autograd.Function):
+    """cat(parts, zero).index_select(index), whose backward gathers each part's gradient from the
+    layout (`back`: where each of a part's elements sits) instead of scattering the layout's
+    gradient into zeros: the same numbers, since each real element sits at one place only."""
+
+    @staticmethod
+    def forward(ctx, index, back, zero, *parts):
+        ctx.back = back
+        return torch.cat([*parts, zero]).index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.reshape(-1)
+        return (None, None, None, *(grad.index_select(0, where) for where in ctx.back))
 
 
 def stack_weights(layers: list, plan: StackPlan | None = None, scales: torch.Tensor | None = None) -> WeightStacks:

@@ -89,17 +89,44 @@ def _defect(vectors: torch.Tensor, form: str) -> torch.Tensor:
     return total
 
 
-def test_penalty_over_spread_ranks_equals_the_penalty_written_out_matrix_by_matrix():
-    # stacked by size with ranks 1-4 in one stack, zero-padded to rank 4: padding adds nothing
+def _spread_rank_layers() -> list:
+    """A tiny BERT's adapted layers at ranks 4, 3, 2, 1 in turn (components removed), B random."""
     model = tiny("bert")
     adapters = salora.attach(model, salora.AdapterConfig(r_init=4, budget=2)).adapters
     layers = list(adapters)
     with torch.no_grad():
         for i, layer in enumerate(layers):
             layer.lora_B.normal_()
-            layer.log_alpha[: i % 4] = -10.0  # ranks 4, 3, 2, 1 in turn
+            layer.log_alpha[: i % 4] = -10.0
     adapters.remove_closed()
     assert {layer.rank for layer in layers} == {1, 2, 3, 4} and StackPlan(layers).padded(32)
+    return layers
+
+
+def test_penalty_over_spread_ranks_equals_the_penalty_written_out_matrix_by_matrix():
+    # stacked by size with ranks 1-4 in one stack, zero-padded to rank 4: padding adds nothing
+    layers = _spread_rank_layers()
     for form in ("weighted", "angles", "frobenius"):
         by_hand = sum(_defect(layer.lora_A, form) + _defect(layer.lora_B.T, form) for layer in layers) / len(layers)
         assert torch.allclose(orthogonality_penalty(layers, form), by_hand, rtol=1e-5), form
+
+
+def test_padded_layout_gathers_the_same_gradients_autograd_would_scatter():
+    # the layout's backward reads each element's gradient where it sits; autograd's own backward of
+    # index_select scatters into zeros (index_add_): the same numbers, bit for bit
+    layers = _spread_rank_layers()
+    plan = StackPlan(layers)
+    padded_sizes = [d for d in plan.vector_dims if plan.padded(d)]
+    assert padded_sizes
+    torch.manual_seed(0)
+    for d in padded_sizes:
+        stacks = stack_weights(layers, plan)
+        (layout, _), = [v for size, v in zip(plan.vector_dims, stacks.vectors()) if size == d]
+        parts = [x for x in (stacks.a.get(d), stacks.b.get(d)) if x is not None]
+        source = torch.cat([*(x.reshape(-1) for x in parts), plan.zero(layout.device, layout.dtype)])
+        reference = source.index_select(0, plan.pad_index(d, layout.device)).view_as(layout)
+        assert torch.equal(layout, reference)
+        upstream = torch.randn_like(layout)
+        ours = torch.autograd.grad(layout, parts, upstream)
+        theirs = torch.autograd.grad(reference, parts, upstream)
+        assert all(torch.equal(x, y) for x, y in zip(ours, theirs))
