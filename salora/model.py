@@ -147,8 +147,8 @@ class AdapterSet:
         coef = pool.lora_lambda * z * layers[0].scaling  # one scale: every layer has alpha / r_init
         if self.stack_in_forward and module.training and torch.is_grad_enabled():
             # the layers compute with views of A's stacks, scaled by coef (salora.stacks)
-            self.pool.stacks = stack_weights(layers, self._stack_plan, coef)  # a new plan once ranks change
-            self._stack_plan = self.pool.stacks.plan
+            pool.stacks = stack_weights(layers, self._stack_plan, coef)  # a new plan once ranks change
+            self._stack_plan = pool.stacks.plan
         else:
             pool.coefs = coef.split(pool.ranks)
 
