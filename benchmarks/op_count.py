@@ -1,5 +1,6 @@
 """Count the ATen ops one call makes, with torch.profiler: a deterministic measure of per-step
-overhead, unaffected by machine load (wall-clock timings on a shared CPU are not).
+overhead, unaffected by machine load (wall-clock timings on a shared CPU are not) and, counted on
+one thread, by the machine's core count.
 
 Two counts per call:
 - `ops`: every `aten::` event, nested ones included (what the dispatcher handles on the CPU);
@@ -14,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+import torch
 from torch.profiler import ProfilerActivity, profile
 
 # metadata-only ops: no kernel on a GPU
@@ -32,9 +34,20 @@ class OpCount:
 
 
 def count_ops(fn) -> OpCount:
-    """Run `fn()` once under the profiler and count its ATen ops."""
-    with _no_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
+    """Run `fn()` once under the profiler, on one CPU thread, and count its ATen ops.
+
+    One thread because the count should not depend on the machine: with more than one, the CPU's
+    `cat` copies each input of unequal size through a view of the output (narrow, slice,
+    as_strided: 3 ops, no kernel), so SaLoRA's stacks after removal counted ~450 ops more on 2
+    threads (8,090 against 7,640 on the short case) with the same kernels. A GPU's cat is one kernel
+    either way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _no_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+    finally:
+        torch.set_num_threads(threads)
     aten = [e for e in prof.events() if e.name.startswith("aten::")]
     return OpCount(ops=len(aten), kernels=sum(_is_kernel(e) for e in aten))
 
