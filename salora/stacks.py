@@ -35,9 +35,9 @@ nothing to any orthogonality form; the Frobenius form is not asked for a unit di
 every matrix of a group has one rank, nothing is padded, and the tensors are the ones the shape
 grouping made. The layout's backward is a gather too (`_PaddedLayout`): every real element sits at
 exactly one place in the layout, so its gradient is the layout's gradient there, read by one
-index_select per stack. Autograd's own backward of index_select scatters with index_add_ into zeros,
-the same numbers (0 + g is g) at ~5x the CPU time (single-threaded: ~1.2 of ~1.6 ms a step on a
-MiniLM group after removal).
+index_select per part (the A stack, the B's). Autograd's own backward of index_select scatters
+with index_add_ into zeros, the same numbers (0 + g is g) at ~5x the CPU time (single-threaded:
+~1.2 of ~1.6 ms a step on a MiniLM group after removal).
 
 The grouping changes only when components are removed, so it is computed once per set of ranks,
 not at every forward.
@@ -109,17 +109,12 @@ class StackPlan:
         real element sits in the padded layout (each sits at exactly one place)."""
         def inverses() -> list[torch.Tensor]:
             index = self.pad_index(d, torch.device("cpu"))
-            size = (sum(self.a_ranks.get(d, [])) + sum(self.b_ranks.get(d, []))) * d
-            real = index < size
-            where = torch.empty(size, dtype=torch.long)
+            sizes = [sum(ranks.get(d, [])) * d for ranks in (self.a_ranks, self.b_ranks)]
+            real = index < sum(sizes)
+            where = torch.empty(sum(sizes), dtype=torch.long)
             where[index[real]] = torch.nonzero(real).flatten()
-            a_size = sum(self.a_ranks.get(d, [])) * d
-            parts = ([where[:a_size]] if d in self.a_ranks else []) + ([where[a_size:]] if d in self.b_ranks else [])
-            return [part.clone() for part in parts]
-        key = ("gather", d, device)
-        if key not in self._cache:
-            self._cache[key] = [part.to(device) for part in inverses()]
-        return self._cache[key]
+            return [part.clone() for part, size in zip(where.split(sizes), sizes) if size]
+        return self._cached(("gather", d), device, inverses)
 
     def real_rows(self, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(n, r_max): 1 where the padded layout holds a real vector, 0 where padding."""
@@ -134,7 +129,8 @@ class StackPlan:
     def _cached(self, key: tuple, device: torch.device, build) -> torch.Tensor:
         key = (*key, device)
         if key not in self._cache:
-            self._cache[key] = build().to(device)
+            built = build()  # a tensor, or a list of them
+            self._cache[key] = [t.to(device) for t in built] if isinstance(built, list) else built.to(device)
         return self._cache[key]
 
 
