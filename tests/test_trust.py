@@ -137,12 +137,19 @@ def test_sigint_to_a_real_training_process(tmp_path):
     cmd = [sys.executable, "-m", "salora_cli", "train", "glue", *TINY, "--max-steps", "100000",  # the last wins
            "--data-dir", str(data), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A shell's background job inherits SIGINT ignored, and Python then installs no Ctrl-C handler:
+    # give the child the default disposition, as a terminal would, so the test means the same anywhere.
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = out / "log.jsonl"
     while proc.poll() is None and not (log.exists() and log.read_text().strip()):
         time.sleep(0.05)  # training has started once a step is logged
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate()
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the training process kept running after Ctrl-C")
     line = _interrupt_message(proc.returncode, err)
     assert "--resume" in line and str(out) in line
     assert not (out / "metrics.json").exists()
