@@ -44,6 +44,9 @@ from salora_cli import config as cfgmod  # noqa: E402
 from salora_cli.errors import SaloraError  # noqa: E402
 from salora_cli.train import Trainer  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_step import quiet_loading  # noqa: E402
+
 METHODS = ("salora", "lora")  # in this order within each turn (the reverse order measured the same: 1.093 vs 1.096)
 # SaLoRA's phases (adapter.ramp_start, ramp_end, freeze_at): before the ramp, the budget ramping down
 # with removals, settling at the final budget, after the freeze
@@ -113,7 +116,8 @@ def time_pair(runs: dict[str, Path], data: str | None, work: Path) -> dict:
     quiet = Console(file=open(os.devnull, "w"))  # each trainer its own console: two live progress bars
     for m in METHODS:
         (work / m).mkdir()
-    stepped = [SteppedRun(m, Trainer(load_grid_config(runs[m], data), work / m, console=quiet)) for m in METHODS]
+    with quiet_loading():  # transformers' load report per model would bury the table
+        stepped = [SteppedRun(m, Trainer(load_grid_config(runs[m], data), work / m, console=quiet)) for m in METHODS]
     while True:
         going = [r.step() for r in stepped]
         if not any(going):

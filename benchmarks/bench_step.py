@@ -7,7 +7,10 @@ interleaved, round-robin over repeats; a ratio is the median over rounds of the 
 in the same round, so the machine's drift cancels), the profiler's ATen op
 and compute-kernel counts per step (deterministic: unaffected by machine load, and the kernel count
 predicts a GPU's launch-bound cost), the compiled (torch.compile, default backend) step time of
-LoRA and SaLoRA, and the peak memory the steps add (on CPU a fresh process per variant).
+LoRA and SaLoRA, and the peak memory the steps add (on CPU a fresh process per variant). Beside
+LoRA at r_init, LoRA with each matrix at the pruned SaLoRA variants' ranks: against it, a pruned
+row's ratio is SaLoRA's own work; against r_init, also what the pruned shapes cost the CPU's BLAS
+(not monotone in the rank: the table of rank_cost.py, printed last).
 
     python benchmarks/bench_step.py [--repeats 40] [--no-compile] [--no-memory] [--quick] [--json out.json]
                                     [--device cpu|cuda]
@@ -37,13 +40,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batches import describe, random_batch, sst2_batch  # noqa: E402
 from op_count import count_ops  # noqa: E402
+from rank_cost import layer_cost_by_rank, print_table  # noqa: E402
 
 R_INIT, PRUNED_RANK = 12, 4
 BASE, PEFT, LORA, LORA_SMALL = "base (frozen, head only)", "peft LoRA", "our LoRA", f"our LoRA r={PRUNED_RANK}"
 UNPRUNED = "SaLoRA unpruned"
 PRUNED_ACTIVE = f"SaLoRA r={PRUNED_RANK}, still learning"  # pruned while gates and budget are active
 PRUNED_FROZEN = f"SaLoRA r={PRUNED_RANK}, frozen"  # after the freeze: the rest of training, pruned for good
-VARIANTS = [BASE, PEFT, LORA, LORA_SMALL, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
+# plain LoRA with each matrix at the pruned variants' rank: the same products, none of SaLoRA's own work.
+# On a CPU a product's cost is not monotone in the rank (rank_cost.py), so this, not LoRA at r_init,
+# is what tells SaLoRA's own cost apart from the cost of the shapes removal left.
+LORA_PRUNED = "our LoRA at the pruned ranks"
+VARIANTS = [BASE, PEFT, LORA, LORA_SMALL, LORA_PRUNED, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
 QUICK = [LORA, UNPRUNED, PRUNED_FROZEN]
 COMPILED = [LORA, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
 # (name, numerator, denominator, target): every SaLoRA ratio is against LoRA at r_init
@@ -51,6 +59,9 @@ RATIOS = [("SaLoRA unpruned / LoRA", UNPRUNED, LORA, "<= 1.03"),
           ("SaLoRA r=4 still learning / LoRA", PRUNED_ACTIVE, LORA, "<= 1.00"),
           ("SaLoRA r=4 frozen / LoRA", PRUNED_FROZEN, LORA, "<= 1.00"),
           ("LoRA r=4 / LoRA", LORA_SMALL, LORA, None),
+          ("LoRA at the pruned ranks / LoRA", LORA_PRUNED, LORA, None),
+          ("SaLoRA r=4 still learning / LoRA at its ranks", PRUNED_ACTIVE, LORA_PRUNED, None),
+          ("SaLoRA r=4 frozen / LoRA at its ranks", PRUNED_FROZEN, LORA_PRUNED, None),
           ("our LoRA / peft LoRA", LORA, PEFT, "<= 1.00")]
 
 
@@ -105,7 +116,7 @@ def build(variant: str, seed: int = 0):
                                                      "intermediate.dense", r"output.dense"],
             modules_to_save=["classifier"]))
     else:
-        method = "lora" if variant in (LORA, LORA_SMALL) else "salora"
+        method = "lora" if variant in (LORA, LORA_SMALL, LORA_PRUNED) else "salora"
         r = PRUNED_RANK if variant == LORA_SMALL else R_INIT
         # ramp 0 -> target = budget at once, so the budget pressure is active in every timed step.
         # No removal while timing (prune_every beyond the run): the ranked push closes gates within a
@@ -122,6 +133,9 @@ def build(variant: str, seed: int = 0):
             adapters.remove_closed()
             if variant == PRUNED_FROZEN:
                 adapters.freeze_structure()
+        if variant == LORA_PRUNED:
+            for layer, r in zip(adapters, pruned_ranks(len(adapters))):
+                layer.keep_components(torch.arange(r))
     model.to(DEVICE).train()
     hooks = None
     if adapters is not None:
@@ -157,7 +171,7 @@ def pruned_ranks(n: int) -> list[int]:
 
 
 def expected_ranks(variant: str, n: int) -> list[int] | None:
-    if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
+    if variant in (PRUNED_ACTIVE, PRUNED_FROZEN, LORA_PRUNED):
         return pruned_ranks(n)
     rank = {LORA: R_INIT, UNPRUNED: R_INIT, LORA_SMALL: PRUNED_RANK}.get(variant)
     return None if rank is None else [rank] * n
@@ -367,6 +381,11 @@ def main() -> None:
         print(f"\neval, 16×64: base {1000 * infer['base']:.1f} ms, merged SaLoRA "
               f"{1000 * infer['merged SaLoRA']:.1f} ms, ratio {infer['merged SaLoRA'] / infer['base']:.3f} "
               "(target 1.00 ± noise)")
+    if not args.quick and short is not None:  # what the pruned rows' shapes cost, matrix by matrix
+        tokens = short["input_ids"].numel()
+        costs = layer_cost_by_rank(tokens, list(range(1, R_INIT + 1)), repeats=100, device=DEVICE)
+        print_table(costs, R_INIT, tokens)
+        results["rank_cost_s"] = {f"{d_in}x{d_out}": c for (d_in, d_out), c in costs.items()}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -47,3 +47,17 @@ def test_bench_on_cuda_without_a_gpu_says_so():
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip() == "error: --device cuda, but torch sees no GPU"
+
+
+def test_lora_at_the_pruned_ranks_computes_at_the_pruned_variants_shapes():
+    """The bench's reference for SaLoRA's own cost once pruned: plain LoRA (no gates, no λ) with
+    every matrix at the rank the pruned SaLoRA variants keep, so both compute the same products."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_step as bench
+
+    _, opt, hooks = bench.build(bench.LORA_PRUNED)
+    ranks = [layer.rank for layer in hooks.adapters]
+    assert ranks == bench.pruned_ranks(len(ranks)) and len(set(ranks)) > 1
+    assert not any(layer.gated for layer in hooks.adapters)
+    stepped = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert all(id(layer.lora_A) in stepped and layer.lora_A.shape[0] == r for layer, r in zip(hooks.adapters, ranks))
