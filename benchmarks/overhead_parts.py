@@ -6,6 +6,7 @@ step each in turn, as in bench_runs.py), and each variant's paired step-time rat
 per SaLoRA phase:
 
   as run                     the grid's config
+  term every 4th step        orth_every 4: the term on one step in four, at 4 x its weight
   no orthogonality term      orth_reg 0: no penalty, forward or backward (its padded layout neither)
   no term, no stacks         also the layers scale their own A instead of views of the stacks
                              (salora.stacks): gates, λ, the budget and removal are what remains
@@ -39,7 +40,7 @@ from bench_step import quiet_loading  # noqa: E402
 from salora_cli.train import Trainer  # noqa: E402
 
 LEARNED = "LoRA at SaLoRA's ranks"
-VARIANTS = {"as run": {}, "no orthogonality term": {"orth_reg": 0.0},
+VARIANTS = {"as run": {}, "term every 4th step": {"orth_every": 4}, "no orthogonality term": {"orth_reg": 0.0},
             "no term, no stacks": {"orth_reg": 0.0}}
 
 

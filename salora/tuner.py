@@ -98,10 +98,14 @@ class SaLoRA:
         if not (module.training and torch.is_grad_enabled() and torch.is_tensor(loss)):
             return None
         self.last_task_loss, self.last_orth = loss.detach(), None
+        every = self.cfg.orth_every  # lazy: the term on every k-th step (of the step count kept for resume)
+        if every > 1 and (self.steps_done + 1) % every:
+            return output
         orth = orthogonality_penalty(self.adapters, self.cfg.orth_form, stacks=self.adapters.pool.stacks)
         if orth is not None:
             self.last_orth = orth.detach()
-            output.loss = loss + self.cfg.orth_reg * orth  # ModelOutput keeps key and attribute in step
+            # ModelOutput keeps key and attribute in step; every = 1 multiplies by exactly 1.0
+            output.loss = loss + (self.cfg.orth_reg * every) * orth
         return output
 
     # ------------------------------------------------------------- training

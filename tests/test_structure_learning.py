@@ -215,3 +215,50 @@ def test_the_multiplier_is_the_same_from_tensors_and_from_floats():
         by_tensor.ascend(torch.tensor(measured, dtype=torch.float64), step)
         assert a == float(b) and by_float.state.integral == float(by_tensor.state.integral)
     assert by_tensor.state_dict() == by_float.state_dict()
+
+
+def test_lazy_orthogonality_term_on_every_kth_step_at_k_times_its_weight():
+    """orth_every k: the term joins the loss on steps k, 2k, … only, weighted k × orth_reg, so it
+    weighs the same per step on average; k = 1 (the default) adds orth_reg × the term every step."""
+    import types
+
+    import salora
+    from salora.errors import SaloraError
+
+    class Scored(nn.Module):  # a model whose output carries a .loss, as the regulariser hook expects
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Linear(16, 24)
+
+        def forward(self, x):
+            return types.SimpleNamespace(loss=self.f(x).pow(2).mean())
+
+    def added_terms(every: int) -> list[tuple[float, float | None]]:
+        torch.manual_seed(0)
+        model = Scored()
+        handle = salora.attach(model, AdapterConfig(r_init=4, target_modules=["f"], budget=2, orth_reg=0.1,
+                                                    orth_every=every), total_steps=100)
+        with torch.no_grad():  # B's columns overlapping, so the term is well above 0
+            next(iter(handle.adapters)).lora_B.copy_(torch.randn(24, 4) + 1.0)
+        optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
+        seen = []
+        for _ in range(6):
+            loss = model(torch.randn(4, 16)).loss
+            orth = handle.last_orth
+            seen.append((float(loss.detach() - handle.last_task_loss), None if orth is None else float(orth)))
+            loss.backward()
+            optimizer.step()
+            handle.step(optimizer)
+            optimizer.zero_grad()
+        return seen
+
+    for added, orth in added_terms(1):
+        assert orth > 0.1 and added == pytest.approx(0.1 * orth, rel=1e-5)
+    lazy = added_terms(3)
+    for step, (added, orth) in enumerate(lazy, start=1):
+        if step % 3:
+            assert added == 0.0 and orth is None, (step, lazy)
+        else:
+            assert orth > 0.1 and added == pytest.approx(0.3 * orth, rel=1e-5), (step, lazy)
+    with pytest.raises(SaloraError, match="orth_every"):
+        AdapterConfig(orth_every=0).validate()
