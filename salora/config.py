@@ -99,8 +99,9 @@ class AdapterConfig:
     orth_every: int = field(default=1, metadata={"help": (
         "Compute the orthogonality term on every k-th optimizer step only, at k × orth_reg, so it "
         "weighs the same per step on average (lazy regularisation). 1 (default): every step. The term "
-        "is 3-4 points of SaLoRA's 7-8 % extra step time on SST-2's short CPU steps (README); k > 1 is "
-        "an ablation until its accuracy is measured at every run length")})
+        "is 3-5 points of SaLoRA's 7-8 % extra step time on SST-2's short CPU steps (README); k = 4 "
+        "stepped 1.056 x LoRA against 1.085 but lost ~3 points at 50 SST-2 steps and on MRPC "
+        "(results/lengths.md), so k > 1 is an ablation")})
     init: str = field(default="lora", metadata={"help": (
         "Initialisation of a gated component. lora: A orthonormal rows, B = 0, λ = 1 (ΔW = 0; B learns at "
         "LoRA's pace from step 1); svd: A, B orthonormal, λ = 0 (AdaLoRA's; ablation).")})

@@ -99,7 +99,7 @@ class SaLoRA:
             return None
         self.last_task_loss, self.last_orth = loss.detach(), None
         every = self.cfg.orth_every  # lazy: the term on every k-th step (of the step count kept for resume)
-        if every > 1 and (self.steps_done + 1) % every:
+        if (self.steps_done + 1) % every:
             return output
         orth = orthogonality_penalty(self.adapters, self.cfg.orth_form, stacks=self.adapters.pool.stacks)
         if orth is not None:
