@@ -30,7 +30,7 @@ bench: install
 	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_step.py $(BENCH_ARGS)  # BENCH_ARGS=--quick: a quick check
 
 # SaLoRA's step time / LoRA's in the cpu grid's own runs, the two retrained one step each in turn
-# (needs the grid's run folders under runs/reproduce/cpu; writes results/step_time.md)
+# (the grid's run folders under runs/reproduce/cpu, or results/runs on a fresh clone; writes results/step_time.md)
 bench-runs: install
 	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_runs.py $(BENCH_ARGS)
 

@@ -11,10 +11,11 @@ stretch of the machine's speed, and step i of both sees the same batch (same see
 Each run is rebuilt from the grid's own run folder (its config.yaml): per task, both methods at the
 budget and seed given, each at the lr its group chose (results/selection.json). Each run keeps its
 own RNG state (swapped in for its step), so it follows the same trajectory as the grid run: the
-bench checks that its losses equal the grid run's log. Mid-run evaluations and checkpoints are left
+bench checks that its losses equal the grid run's log (or, where the folder kept none, as results/runs/
+does, that SaLoRA's learned ranks equal its ranks.json). Mid-run evaluations and checkpoints are left
 out (they cost no step time and change nothing in training).
 
-    python benchmarks/bench_runs.py [--grid runs/reproduce/cpu] [--selection results/selection.json]
+    python benchmarks/bench_runs.py [--grid runs/reproduce/cpu | results/runs] [--selection results/selection.json]
                                     [--tasks glue/sst2,...] [--budget 8] [--seed 0] [--out results/step_time.md]
 
 Reported per task: steps, the median step time of each method, the median over steps of the paired
@@ -112,6 +113,21 @@ def grid_losses(run: Path) -> list[float]:
         return [r["loss"] for r in map(json.loads, f) if "loss" in r]
 
 
+def same_run(retimed: SteppedRun, work: Path, grid_run: Path) -> str:
+    """Whether the retimed run is the grid's run: every logged loss equal when the grid folder kept
+    its log (runs/reproduce/); else, for SaLoRA, every matrix's learned rank equal to its ranks.json
+    (the record results/runs/ keeps: the ranks come out of the whole trajectory, gates and removals);
+    else not checked."""
+    if (grid_run / "log.jsonl").exists():
+        return "losses equal" if grid_losses(work) == grid_losses(grid_run) else "losses DIFFER"
+    ranks = grid_run / "ranks.json"
+    if retimed.name == "salora" and ranks.exists():
+        recorded = {m["name"]: m["rank"] for m in json.loads(ranks.read_text())["modules"]}
+        mine = {m["name"]: m["rank"] for m in retimed.trainer.method.rank_modules()}
+        return "ranks equal (no log kept)" if mine == recorded else "ranks DIFFER (no log kept)"
+    return "not checked (no log kept)"
+
+
 def time_pair(runs: dict[str, Path], data: str | None, work: Path) -> dict:
     quiet = Console(file=open(os.devnull, "w"))  # each trainer its own console: two live progress bars
     for m in METHODS:
@@ -124,7 +140,7 @@ def time_pair(runs: dict[str, Path], data: str | None, work: Path) -> dict:
             break
     times = {r.name: r.trainer.state.step_times for r in stepped}
     per_step = [s / lo for s, lo in zip(times["salora"], times["lora"])]
-    same_path = {m: grid_losses(work / m) == grid_losses(runs[m]) for m in METHODS}
+    same_path = {r.name: same_run(r, work / r.name, runs[r.name]) for r in stepped}
     a = next(r for r in stepped if r.name == "salora").trainer.cfg.adapter
     bounds = [0, a.ramp_start, a.ramp_end, a.freeze_at, 1.0]  # gates fixed, ramp, settling, frozen
     phases = {}
@@ -137,7 +153,7 @@ def time_pair(runs: dict[str, Path], data: str | None, work: Path) -> dict:
         "paired_median_ratio": statistics.median(per_step),
         "summed_ratio": sum(times["salora"]) / sum(times["lora"]),
         "paired_median_ratio_by_phase": phases,
-        "same_losses_as_grid_run": same_path,
+        "same_as_grid_run": same_path,
     }
 
 
@@ -151,14 +167,16 @@ def markdown(results: dict, command: str) -> str:
              "(`benchmarks/bench_runs.py`). Paired ratio: the median over steps of SaLoRA's step i ÷ "
              "LoRA's step i; summed: SaLoRA's total step time ÷ LoRA's; by phase: the paired ratio over "
              "SaLoRA's phases (gates fixed before the ramp, the ramp with removals, settling at the budget, "
-             "after the freeze). Same losses: every logged loss equals the grid run's (the same run, "
-             "retimed); NO where the code has changed since the grid's run in a way that changes float "
-             "results (README, Benchmark: Numerics).", "",
+             "after the freeze). The grid's run?: whether the retimed run is the grid's run: every logged loss "
+             "equal where the grid's folder kept its log (runs/reproduce/), else SaLoRA's learned rank of "
+             "every matrix equal to its ranks.json (results/runs/ keeps no log); DIFFER where the code has "
+             "changed since the grid's run in a way that changes float results (README, Benchmark: "
+             "Numerics).", "",
              "| Task | steps | SaLoRA median s / step | LoRA median s / step | paired ratio | summed ratio "
-             "| " + " | ".join(PHASES) + " | same losses as the grid's runs |",
+             "| " + " | ".join(PHASES) + " | the grid's run? |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(PHASES) + "---|"]
     for task, r in results["tasks"].items():
-        same = ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in r["same_losses_as_grid_run"].items())
+        same = ", ".join(f"{m}: {verdict}" for m, verdict in r["same_as_grid_run"].items())
         lines.append(f"| {task} | {r['steps']} | {r['median_step_s']['salora']:.4f} | "
                      f"{r['median_step_s']['lora']:.4f} | {r['paired_median_ratio']:.3f} | "
                      f"{r['summed_ratio']:.3f} | "
@@ -180,7 +198,9 @@ def _ratio(value: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--grid", type=Path, default=ROOT / "runs" / "reproduce" / "cpu")
+    ap.add_argument("--grid", type=Path, default=None,
+                    help="the grid's run folders (default: runs/reproduce/cpu, or results/runs where "
+                         "that is absent, e.g. on a fresh clone: their config.yaml is enough)")
     ap.add_argument("--selection", type=Path, default=ROOT / "results" / "selection.json")
     ap.add_argument("--tasks", default=None, help="comma-separated, e.g. glue/sst2,glue/mrpc (default: all)")
     ap.add_argument("--budget", type=int, default=8)
@@ -191,6 +211,9 @@ def main() -> None:
     hf_logging.set_verbosity_error()  # no load report per model: the lines below are the output
     hf_logging.disable_progress_bar()
     try:
+        if args.grid is None:
+            args.grid = next((g for g in (ROOT / "runs" / "reproduce" / "cpu", ROOT / "results" / "runs") if g.is_dir()),
+                             ROOT / "results" / "runs")
         pairs = chosen_runs(args.grid, args.selection, args.budget, args.seed,
                             args.tasks.split(",") if args.tasks else None)
         if not pairs:
@@ -203,7 +226,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as work:
                 results["tasks"][task] = r = time_pair(runs, os.environ.get("SALORA_DATA"), Path(work))
             print(f"  {r['steps']} steps: paired ratio {r['paired_median_ratio']:.3f}, summed "
-                  f"{r['summed_ratio']:.3f}, same losses {r['same_losses_as_grid_run']}", flush=True)
+                  f"{r['summed_ratio']:.3f}, the grid's runs: {r['same_as_grid_run']}", flush=True)
     except SaloraError as exc:
         sys.exit(f"error: {exc}")
     command = shlex.join(["python", "benchmarks/bench_runs.py", *sys.argv[1:]])

@@ -52,3 +52,25 @@ def test_runs_in_turns_follow_their_own_trajectories_and_time_only_their_steps(t
     # the two runs' training time and the sleeps would add up to more than the loop's wall time
     assert salora.train_time_s + lora.train_time_s + 0.05 * waits <= wall
     assert sum(salora.step_times) <= salora.train_time_s + 1e-3
+
+
+def test_without_a_log_the_grid_run_is_recognised_by_its_learned_ranks(tmp_path):
+    # results/runs/ keeps ranks.json but no log.jsonl: SaLoRA's ranks decide, LoRA is not checked
+    from types import SimpleNamespace
+
+    from bench_runs import same_run
+
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    (grid / "ranks.json").write_text(json.dumps({"modules": [{"name": "q", "rank": 3}, {"name": "v", "rank": 5}]}))
+
+    def stepped(name: str, ranks: dict[str, int]):
+        method = SimpleNamespace(rank_modules=lambda: [{"name": n, "rank": r} for n, r in ranks.items()])
+        return SimpleNamespace(name=name, trainer=SimpleNamespace(method=method))
+
+    assert same_run(stepped("salora", {"q": 3, "v": 5}), tmp_path, grid) == "ranks equal (no log kept)"
+    assert same_run(stepped("salora", {"q": 3, "v": 4}), tmp_path, grid) == "ranks DIFFER (no log kept)"
+    assert same_run(stepped("lora", {}), tmp_path, grid) == "not checked (no log kept)"
+    (grid / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    assert same_run(stepped("lora", {}), tmp_path, grid) == "losses equal"

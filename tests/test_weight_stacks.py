@@ -130,3 +130,33 @@ def test_padded_layout_gathers_the_same_gradients_autograd_would_scatter():
         ours = torch.autograd.grad(layout, parts, upstream)
         theirs = torch.autograd.grad(reference, parts, upstream)
         assert all(torch.equal(x, y) for x, y in zip(ours, theirs))
+
+
+def test_plan_layout_indices_match_the_layout_written_out_element_by_element():
+    # pad_index and its inverse are built block by block (salora.stacks); here every element's
+    # place is written out by hand: A's row k element j, B's column k element j, zero past a rank.
+    # Sizes 5 and 7 hold A's and B's; size 3 only B's; one matrix has rank 0 and is left out.
+    class Shapes:  # what StackPlan reads of a layer
+        def __init__(self, r, d_in, d_out):
+            self.lora_A, self.lora_B = torch.empty(r, d_in), torch.empty(d_out, r)
+            self.gated, self.rank = True, r
+
+    layers = [Shapes(2, 5, 7), Shapes(4, 7, 5), Shapes(1, 5, 5), Shapes(0, 5, 7), Shapes(3, 7, 3), Shapes(3, 5, 3)]
+    plan = StackPlan(layers)
+    cpu = torch.device("cpu")
+    for d in plan.vector_dims:
+        a_slots, b_slots = plan.a_groups.get(d, []), plan.b_groups.get(d, [])
+        n, r_max = plan.vector_layout(d)
+        sizes = [sum(layers[s].rank for s in slots) * d for slots in (a_slots, b_slots)]
+        zero = sum(sizes)
+        expected, start = [], 0
+        for slot, is_b in [*((s, False) for s in a_slots), *((s, True) for s in b_slots)]:
+            r = layers[slot].rank
+            expected += [start + (j * r + k if is_b else k * d + j) if k < r else zero
+                         for k in range(r_max) for j in range(d)]
+            start += r * d
+        index = plan.pad_index(d, cpu)
+        assert index.tolist() == expected and len(expected) == n * r_max * d
+        back = torch.cat(plan.gather_back(d, cpu))
+        assert [len(p) for p in plan.gather_back(d, cpu)] == [s for s in sizes if s]
+        assert torch.equal(index[back], torch.arange(zero))  # each real element found where it sits
