@@ -124,7 +124,11 @@ def same_run(retimed: SteppedRun, work: Path, grid_run: Path) -> str:
     if retimed.name == "salora" and ranks.exists():
         recorded = {m["name"]: m["rank"] for m in json.loads(ranks.read_text())["modules"]}
         mine = {m["name"]: m["rank"] for m in retimed.trainer.method.rank_modules()}
-        return "ranks equal (no log kept)" if mine == recorded else "ranks DIFFER (no log kept)"
+        if mine == recorded:
+            return "ranks equal (no log kept)"
+        differ = sum(mine.get(name) != rank for name, rank in recorded.items())
+        return (f"ranks DIFFER in {differ} of {len(recorded)} matrices, {sum(mine.values())} against "
+                f"{sum(recorded.values())} in all (no log kept)")
     return "not checked (no log kept)"
 
 

@@ -126,6 +126,9 @@ class Trainer:
             self.model, self.optimizer, loader, self.scheduler)
         self.state = LoopState(initial_trainable=self.method.trainable_count())
         self._removed_since = 0  # components removed since the last console report
+        # the first step whose loss was not finite, and that loss, kept on the device (-1: none yet);
+        # read by _check_finite at the steps that read anyway (_reads_back), never at the others
+        self._nonfinite: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.resume_from is not None:
             self._load_checkpoint(self.resume_from)
         elif resume and self.accelerator.is_main_process:
@@ -217,7 +220,8 @@ class Trainer:
                     logs = self._train_batch(batch)
                     if logs is None:
                         continue  # accumulating
-                    progress.update(bar, completed=self.state.step, info=self._info(logs))
+                    progress.update(bar, completed=self.state.step,  # the info only where the step read it
+                                    **({"info": self._info(logs)} if "task_loss" in logs else {}))
                     self._announce(logs, progress)
                     if self.state.step % t.log_every == 0 or self.state.step == 1:
                         self._log(logs)
@@ -227,11 +231,13 @@ class Trainer:
                     step_began = now
                     # train_time_s counts training only: evaluations and checkpoints are excluded
                     if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
+                        self._check_finite()
                         paused = time.perf_counter()
                         self._evaluate_and_keep()
                         started += time.perf_counter() - paused
                         step_began = time.perf_counter()
                     if self.state.step % checkpoint_every == 0 and self.state.step < self.total_steps:
+                        self._check_finite()  # never a checkpoint of weights a non-finite loss has stepped
                         self.state.train_time_s += time.perf_counter() - started
                         self._save_checkpoint()
                         started = step_began = time.perf_counter()
@@ -245,6 +251,7 @@ class Trainer:
                 else:
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
+        self._check_finite()
         events = self.method.finish(self.optimizer)
         if events:
             self._log({"step": self.state.step, **events})
@@ -303,16 +310,23 @@ class Trainer:
         return {k: float(v) for k, v in metrics.items()}, generated - started, scored - generated
 
     def _train_batch(self, batch) -> dict | None:
+        """One batch; at an optimizer step, the step's log values. Only a step that logs or reports
+        (`_reads_back`) reads values back from the device (the loss, the budget's state): on a GPU a
+        read waits for every kernel queued so far, so a step that reads nothing lets the next
+        step's work queue behind it. A non-finite loss is still caught at its step, on the device,
+        and raised at the next read, which comes before any evaluation or checkpoint
+        (`_check_finite`); a step that reads raises before its backward, as ever."""
         acc = self.accelerator
         self.model.train()
+        step = self.state.step + 1
+        reads = self._reads_back(step)
         with acc.accumulate(self.model):
-            budget_logs = self.method.log_values(self.state.step + 1)  # before this step's forward
+            budget_logs = self.method.log_values(step) if reads else {}  # before this step's forward
             loss = self.model(**batch).loss  # with the method's regulariser already in (salora.tuner)
             task_loss, reg_logs = self.method.task_loss(loss)
-            logs = {**reg_logs, **budget_logs}
-            if not torch.isfinite(loss.detach()):
-                raise SaloraError(f"non-finite loss ({float(loss.detach()):.4g}) at step {self.state.step + 1}; "
-                                  "stopping (lower the learning rate); earlier results are kept")
+            self._note_nonfinite(loss.detach(), step)
+            if reads:
+                self._check_finite()
             acc.backward(loss)
             if not acc.sync_gradients:
                 return None
@@ -326,9 +340,35 @@ class Trainer:
         if events.get("removed") or events.get("frozen"):
             self._record_ranks()
             self._rewrap()
+        happened = {k: v for k, v in events.items() if v}
+        if not reads:
+            return {"step": self.state.step, **happened}
         return {"step": self.state.step, "loss": float(loss.detach()),
                 "task_loss": float(task_loss.detach()), "lr": self.scheduler.get_last_lr()[0],
-                **logs, **{k: v for k, v in events.items() if v}}
+                **{k: float(v) for k, v in reg_logs.items()}, **budget_logs, **happened}
+
+    def _reads_back(self, step: int) -> bool:
+        """Whether optimizer step `step` logs a line (log_every, and the first step) or reports on
+        the console (every 5 % of the run, and the last step): the steps that need its values."""
+        return (step % self.cfg.train.log_every == 0 or step == 1 or step >= self.total_steps
+                or step % max(1, self.total_steps // 20) == 0)
+
+    def _note_nonfinite(self, loss: torch.Tensor, step: int) -> None:
+        """Remember the first step with a non-finite loss, on the device (no read)."""
+        if self._nonfinite is None:
+            self._nonfinite = (torch.full((), -1, dtype=torch.long, device=loss.device), loss.new_zeros(()))
+        first, value = self._nonfinite
+        now = ~torch.isfinite(loss) & (first < 0)
+        self._nonfinite = (torch.where(now, step, first), torch.where(now, loss, value))
+
+    def _check_finite(self) -> None:
+        """Raise if a step's loss was not finite (one read of the device)."""
+        if self._nonfinite is None:
+            return
+        first, value = self._nonfinite
+        if int(first) >= 0:
+            raise SaloraError(f"non-finite loss ({float(value):.4g}) at step {int(first)}; stopping (lower the "
+                              "learning rate); earlier results are kept")
 
     def _structure_agrees(self) -> bool:
         """Every process must end with the same learned structure (ranks and gates)."""

@@ -201,7 +201,19 @@ def test_a_full_disk_reported_by_torch_save_is_a_clean_error(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []  # neither left a temporary file
 
 
-def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tmp_path, capsys, shared_data, monkeypatch):
+# (extra options, the last good checkpoint's step or None). Logging every step, step 3 reads its loss
+# and stops before its backward. Logging every 4th step of 40 (console reports every 2nd), step 3
+# reads nothing back: its non-finite loss is kept on the device and raised before step 3's
+# checkpoint, or, checkpointing every 10th step, at step 4's read; either way it names step 3.
+NAN_CASES = {"every step": ([], 2),
+             "step 3 reads nothing, checkpoint each step": (["--max-steps", "40", "--set", "train.log_every=4"], 2),
+             "step 3 reads nothing, caught at step 4": (["--max-steps", "40", "--set", "train.log_every=4",
+                                                         "--set", "train.checkpoint_every=10"], None)}
+
+
+@pytest.mark.parametrize("case", NAN_CASES)
+def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tmp_path, capsys, shared_data, monkeypatch, case):
+    extra, last_good = NAN_CASES[case]
     out = tmp_path / "run"
     calls = {"n": 0}
 
@@ -221,11 +233,13 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tmp_path, capsys, share
     monkeypatch.setattr(BertForSequenceClassification, "forward", poisoned)
     code, _, err = run_cli(["train", "glue", "--task", "sst2", "--data-dir", shared_data / "glue", "--out", out,
                             "--max-train-samples", "32", *QUICK, "--set", "train.checkpoint_every=1",
-                            "--max-steps", "6"], capsys)
+                            "--max-steps", "6", *extra], capsys)
     assert_clean_error(code, err, "non-finite loss", "step 3")
-    assert (out / "checkpoints" / "last" / "trainer_state.pt").exists()
-    state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
-    assert state["loop"]["step"] == 2  # the last good step
+    if last_good is None:
+        assert not (out / "checkpoints").exists()
+    else:
+        state = torch.load(out / "checkpoints" / "last" / "trainer_state.pt", weights_only=False)
+        assert state["loop"]["step"] == last_good  # the last good step
     assert (out / "config.yaml").exists() and not (out / "metrics.json").exists()
 
 

@@ -51,7 +51,7 @@ class AdapterMethod(Method):
             return loss, {}
         task, orth = h.last_task_loss, h.last_orth
         h.last_task_loss = h.last_orth = None  # each forward's own: never reused by a later one
-        return task, ({} if orth is None else {"orth": float(orth)})
+        return task, ({} if orth is None else {"orth": orth})  # read (float) only where the step logs
 
     def after_step(self, step, optimizer):
         self.handle.steps_done = step - 1  # the loop's count is the truth (e.g. a checkpoint without the handle's)

@@ -63,9 +63,10 @@ class Method:
         """Values for the log line of `step`, read before its forward (e.g. the budget's state)."""
         return {}
 
-    def task_loss(self, loss: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def task_loss(self, loss: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         """The task's part of a training forward's `loss` (a method may fold a regulariser into
-        the model's forward) and the regulariser's values to log."""
+        the model's forward) and the regulariser's values to log (0-dim tensors are fine: the
+        runner reads them only at a step that logs)."""
         return loss, {}
 
     def after_step(self, step: int, optimizer) -> dict[str, int]:
