@@ -35,8 +35,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from rich.console import Console
+# transformers' GGUF loader (the instruction-tuning model) draws a tqdm bar of its own per load, which
+# hf logging's switch does not reach; tqdm reads this when it is imported, so before transformers
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
