@@ -223,7 +223,7 @@ class Trainer:
                     progress.update(bar, completed=self.state.step,  # the info only where the step read it
                                     **({"info": self._info(logs)} if "task_loss" in logs else {}))
                     self._announce(logs, progress)
-                    if self.state.step % t.log_every == 0 or self.state.step == 1:
+                    if self._logs_at(self.state.step):
                         self._log(logs)
                     faults.reached("after_step", self.state.step)
                     now = time.perf_counter()
@@ -348,10 +348,16 @@ class Trainer:
                 **{k: float(v) for k, v in reg_logs.items()}, **budget_logs, **happened}
 
     def _reads_back(self, step: int) -> bool:
-        """Whether optimizer step `step` logs a line (log_every, and the first step) or reports on
-        the console (every 5 % of the run, and the last step): the steps that need its values."""
-        return (step % self.cfg.train.log_every == 0 or step == 1 or step >= self.total_steps
-                or step % max(1, self.total_steps // 20) == 0)
+        """Whether optimizer step `step` needs its values: it logs a line or reports on the console."""
+        return self._logs_at(step) or self._reports_at(step)
+
+    def _logs_at(self, step: int) -> bool:
+        """A log line at every log_every-th step and at the first."""
+        return step % self.cfg.train.log_every == 0 or step == 1
+
+    def _reports_at(self, step: int) -> bool:
+        """A console progress report every 5 % of the run and at the last step."""
+        return step % max(1, self.total_steps // 20) == 0 or step >= self.total_steps
 
     def _note_nonfinite(self, loss: torch.Tensor, step: int) -> None:
         """Remember the first step with a non-finite loss, on the device (no read)."""
@@ -404,7 +410,7 @@ class Trainer:
             total = self.method.rank_point(step)["total_rank"]
             self.console.print(f"  step {step}: structure frozen at total rank {total} "
                                f"({logs.get('removed_by_projection', 0)} components cut by the freeze)")
-        if step % max(1, self.total_steps // 20) and step != self.total_steps:
+        if not self._reports_at(step):
             return
         if self._removed_since:
             total = self.method.rank_point(step)["total_rank"]
