@@ -19,7 +19,8 @@ out (they cost no step time and change nothing in training).
                                     [--tasks glue/sst2,...] [--budget 8] [--seed 0] [--out results/step_time.md]
 
 Reported per task: steps, the median step time of each method, the median over steps of the paired
-per-step ratio, and the ratio of the summed step times (what the whole run waits).
+per-step ratio with its 95 % interval (intervals.py) and the verdict on the target ≤ 1.05, and the
+ratio of the summed step times (what the whole run waits).
 """
 from __future__ import annotations
 
@@ -51,11 +52,17 @@ from salora_cli.train import Trainer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_step import quiet_loading  # noqa: E402
+from intervals import median_interval, verdict  # noqa: E402
 
 METHODS = ("salora", "lora")  # in this order within each turn (the reverse order measured the same: 1.093 vs 1.096)
 # SaLoRA's phases (adapter.ramp_start, ramp_end, freeze_at): before the ramp, the budget ramping down
 # with removals, settling at the final budget, after the freeze
 PHASES = ("before ramp", "ramp", "settling", "frozen")
+TARGET = "<= 1.05"  # issue 20: SaLoRA's step ÷ LoRA's in the grid's real runs, every task
+# the paired ratios' interval resamples blocks of this many consecutive steps (intervals.py): a step's
+# ratio is like its neighbours' (same phase, same ranks, same stretch of the machine's speed), and one
+# removal cycle of SST-2's ramp (prune_every) is 5 steps
+BLOCK = 10
 
 
 @dataclass
@@ -159,6 +166,7 @@ def time_pair(runs: dict[str, Path], data: str | None, work: Path) -> dict:
         "runs": {m: _shown(runs[m]) for m in METHODS}, "steps": len(per_step),
         "median_step_s": {m: statistics.median(t) for m, t in times.items()},
         "paired_median_ratio": statistics.median(per_step),
+        "paired_interval": median_interval(per_step, block=BLOCK),
         "summed_ratio": sum(times["salora"]) / sum(times["lora"]),
         "paired_median_ratio_by_phase": phases,
         "same_as_grid_run": same_path,
@@ -173,21 +181,24 @@ def markdown(results: dict, command: str) -> str:
              "folder) retrained by the runner's loop one optimizer step each in turn, so both meet the same "
              "stretch of the machine's speed and step i of both sees the same batch "
              "(`benchmarks/bench_runs.py`). Paired ratio: the median over steps of SaLoRA's step i ÷ "
-             "LoRA's step i; summed: SaLoRA's total step time ÷ LoRA's; by phase: the paired ratio over "
+             f"LoRA's step i, with a 95 % bootstrap interval (blocks of {BLOCK} consecutive steps resampled, "
+             f"`benchmarks/intervals.py`) and the verdict it allows on the target {TARGET}: met (the whole "
+             "interval under it), missed (all of it above), within noise (it holds the target); summed: SaLoRA's total step time ÷ LoRA's; by phase: the paired ratio over "
              "SaLoRA's phases (gates fixed before the ramp, the ramp with removals, settling at the budget, "
              "after the freeze). The grid's run?: whether the retimed run is the grid's run: every logged loss "
              "equal where the grid's folder kept its log (runs/reproduce/), else SaLoRA's learned rank of "
              "every matrix equal to its ranks.json (results/runs/ keeps no log); DIFFER where the code has "
              "changed since the grid's run in a way that changes float results (README, Benchmark: "
              "Numerics).", "",
-             "| Task | steps | SaLoRA median s / step | LoRA median s / step | paired ratio | summed ratio "
-             "| " + " | ".join(PHASES) + " | the grid's run? |",
-             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(PHASES) + "---|"]
+             "| Task | steps | SaLoRA median s / step | LoRA median s / step | paired ratio | 95 % interval "
+             f"| {TARGET.replace('<=', '≤')}? | summed ratio | " + " | ".join(PHASES) + " | the grid's run? |",
+             "|---|---:|---:|---:|---:|---:|---|---:|" + "---:|" * len(PHASES) + "---|"]
     for task, r in results["tasks"].items():
-        same = ", ".join(f"{m}: {verdict}" for m, verdict in r["same_as_grid_run"].items())
+        same = ", ".join(f"{m}: {said}" for m, said in r["same_as_grid_run"].items())
+        low, high = r["paired_interval"]
         lines.append(f"| {task} | {r['steps']} | {r['median_step_s']['salora']:.4f} | "
                      f"{r['median_step_s']['lora']:.4f} | {r['paired_median_ratio']:.3f} | "
-                     f"{r['summed_ratio']:.3f} | "
+                     f"{low:.3f}–{high:.3f} | {verdict((low, high), TARGET)} | {r['summed_ratio']:.3f} | "
                      + " | ".join(_ratio(r["paired_median_ratio_by_phase"][p]) for p in PHASES) + f" | {same} |")
     return "\n".join(lines) + "\n"
 
@@ -233,7 +244,9 @@ def main() -> None:
             print(f"{task}: {runs['salora'].name} and {runs['lora'].name}, in turns", flush=True)
             with tempfile.TemporaryDirectory() as work:
                 results["tasks"][task] = r = time_pair(runs, os.environ.get("SALORA_DATA"), Path(work))
-            print(f"  {r['steps']} steps: paired ratio {r['paired_median_ratio']:.3f}, summed "
+            low, high = r["paired_interval"]
+            print(f"  {r['steps']} steps: paired ratio {r['paired_median_ratio']:.3f} ({low:.3f}–{high:.3f}, "
+                  f"{TARGET}: {verdict((low, high), TARGET)}), summed "
                   f"{r['summed_ratio']:.3f}, the grid's runs: {r['same_as_grid_run']}", flush=True)
     except SaloraError as exc:
         sys.exit(f"error: {exc}")

@@ -3,17 +3,21 @@
 MiniLM-L6 (offline), all six matrices per block, r_init 12. Cases (benchmarks/bench_batches.py):
 a random 16 × 64 batch, and the cpu grid's short SST-2 batch (real sentences, length-grouped), where
 fixed per-step work weighs most. Per case and variant: the median step time (variants timed
-interleaved, round-robin over repeats; a ratio is the median over rounds of the two variants' ratio
-in the same round, so the machine's drift cancels), the profiler's ATen op
+interleaved, each once per round in a shuffled order; a ratio is the median over rounds of the two
+variants' ratio in the same round, so the machine's drift cancels, given with a 95 % bootstrap
+interval over rounds and, where the ratio has a target, a verdict: met, missed, or within noise when
+the interval holds the target), the profiler's ATen op
 and compute-kernel counts per step (deterministic: unaffected by machine load, and the kernel count
 predicts a GPU's launch-bound cost), the compiled (torch.compile, default backend) step time of
 LoRA and SaLoRA, and the peak memory the steps add (on CPU a fresh process per variant). Beside
 LoRA at r_init, LoRA with each matrix at the pruned SaLoRA variants' ranks: against it, a pruned
 row's ratio is SaLoRA's own work; against r_init, also what the pruned shapes cost the CPU's BLAS
-(not monotone in the rank: the table of rank_cost.py, printed last).
+(not monotone in the rank: the table of rank_cost.py, printed last). And SaLoRA unpruned and pruned
+(frozen) without the orthogonality term, at the same shapes: SaLoRA's own work split into the term
+and the rest (the gates, λ, the stacks, the budget).
 
-    python benchmarks/bench_step.py [--repeats 40] [--no-compile] [--no-memory] [--quick] [--json out.json]
-                                    [--device cpu|cuda]
+    python benchmarks/bench_step.py [--repeats 40] [--no-compile] [--no-memory] [--quick] [--short-only]
+                                    [--json out.json] [--device cpu|cuda]
 
 --device cuda (benchmarks/gpu_check.sh): models and batches on the GPU, every timed step bracketed by
 torch.cuda.synchronize (kernels are queued, not run, when a call returns), peak memory from the CUDA
@@ -29,6 +33,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import statistics
 import sys
 import time
@@ -39,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batches import describe, random_batch, sst2_batch  # noqa: E402
+from intervals import median_interval, verdict  # noqa: E402
 from op_count import count_ops  # noqa: E402
 from rank_cost import layer_cost_by_rank, print_table  # noqa: E402
 
@@ -51,7 +57,13 @@ PRUNED_FROZEN = f"SaLoRA r={PRUNED_RANK}, frozen"  # after the freeze: the rest 
 # On a CPU a product's cost is not monotone in the rank (rank_cost.py), so this, not LoRA at r_init,
 # is what tells SaLoRA's own cost apart from the cost of the shapes removal left.
 LORA_PRUNED = "our LoRA at the pruned ranks"
-VARIANTS = [BASE, PEFT, LORA, LORA_SMALL, LORA_PRUNED, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
+# SaLoRA without its orthogonality term (orth_reg 0) at the same shapes as its counterpart: what the
+# term costs, apart from the gates', λ's and the stacks' work. (Switched off in a training run instead,
+# the term changes which components close, hence the shapes, which cost the CPU by themselves.)
+UNPRUNED_NO_TERM = "SaLoRA unpruned, no term"
+PRUNED_FROZEN_NO_TERM = f"SaLoRA r={PRUNED_RANK}, frozen, no term"
+NO_TERM = (UNPRUNED_NO_TERM, PRUNED_FROZEN_NO_TERM)
+VARIANTS = [BASE, PEFT, LORA, LORA_SMALL, LORA_PRUNED, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN, *NO_TERM]
 QUICK = [LORA, UNPRUNED, PRUNED_FROZEN]
 COMPILED = [LORA, UNPRUNED, PRUNED_ACTIVE, PRUNED_FROZEN]
 # (name, numerator, denominator, target): every SaLoRA ratio is against LoRA at r_init
@@ -62,6 +74,10 @@ RATIOS = [("SaLoRA unpruned / LoRA", UNPRUNED, LORA, "<= 1.03"),
           ("LoRA at the pruned ranks / LoRA", LORA_PRUNED, LORA, None),
           ("SaLoRA r=4 still learning / LoRA at its ranks", PRUNED_ACTIVE, LORA_PRUNED, None),
           ("SaLoRA r=4 frozen / LoRA at its ranks", PRUNED_FROZEN, LORA_PRUNED, None),
+          ("unpruned: SaLoRA without its term / LoRA", UNPRUNED_NO_TERM, LORA, None),
+          ("unpruned: the term's cost (with / without)", UNPRUNED, UNPRUNED_NO_TERM, None),
+          ("r=4 frozen without its term / LoRA at its ranks", PRUNED_FROZEN_NO_TERM, LORA_PRUNED, None),
+          ("r=4 frozen: the term's cost (with / without)", PRUNED_FROZEN, PRUNED_FROZEN_NO_TERM, None),
           ("our LoRA / peft LoRA", LORA, PEFT, "<= 1.00")]
 
 
@@ -122,16 +138,17 @@ def build(variant: str, seed: int = 0):
         # No removal while timing (prune_every beyond the run): the ranked push closes gates within a
         # few steps, and a variant that lost components (whole early layers, on this random batch)
         # mid-measurement would time a smaller model (and a shorter backward) than its name says.
+        orth = {"orth_reg": 0.0} if variant in NO_TERM else {}
         adapters = attach_adapters(model, AdapterConfig(method=method, r_init=r, budget=PRUNED_RANK,
-                                                        ramp_start=0.0, ramp_end=0.0, prune_every=10**9),
+                                                        ramp_start=0.0, ramp_end=0.0, prune_every=10**9, **orth),
                                    modules_to_save=["classifier"])
-        if variant in (PRUNED_ACTIVE, PRUNED_FROZEN):
+        if variant in (PRUNED_ACTIVE, PRUNED_FROZEN, PRUNED_FROZEN_NO_TERM):
             g = torch.Generator().manual_seed(seed)
             with torch.no_grad():  # close gates down to each matrix's rank, then remove them
                 for layer, r in zip(adapters, pruned_ranks(len(adapters))):
                     layer.log_alpha[torch.randperm(R_INIT, generator=g)[:R_INIT - r]] = -10.0
             adapters.remove_closed()
-            if variant == PRUNED_FROZEN:
+            if variant != PRUNED_ACTIVE:
                 adapters.freeze_structure()
         if variant == LORA_PRUNED:
             for layer, r in zip(adapters, pruned_ranks(len(adapters))):
@@ -171,9 +188,9 @@ def pruned_ranks(n: int) -> list[int]:
 
 
 def expected_ranks(variant: str, n: int) -> list[int] | None:
-    if variant in (PRUNED_ACTIVE, PRUNED_FROZEN, LORA_PRUNED):
+    if variant in (PRUNED_ACTIVE, PRUNED_FROZEN, PRUNED_FROZEN_NO_TERM, LORA_PRUNED):
         return pruned_ranks(n)
-    rank = {LORA: R_INIT, UNPRUNED: R_INIT, LORA_SMALL: PRUNED_RANK}.get(variant)
+    rank = {LORA: R_INIT, UNPRUNED: R_INIT, UNPRUNED_NO_TERM: R_INIT, LORA_SMALL: PRUNED_RANK}.get(variant)
     return None if rank is None else [rank] * n
 
 
@@ -188,15 +205,21 @@ def check_ranks(built: dict) -> None:
 
 
 def time_steps(built: dict, data, repeats: int, compiled: dict | None = None) -> dict[str, list[float]]:
-    """Step times per variant, one per round (every variant once per round, round-robin);
+    """Step times per variant, one per round (every variant once per round, in an order shuffled
+    afresh each round, from a fixed seed: in a fixed order a variant always follows the same one, whose
+    memory traffic it inherits in the caches, and a position effect would pass for a cost);
     `compiled`: variant -> compiled model."""
     runs = {v: (*built[v], data, (compiled or {}).get(v)) for v in (compiled or built)}
     for args in runs.values():  # warm-up (and, compiled, the compilation)
         for _ in range(2):
             train_step(*args)
     times = {v: [] for v in runs}
+    order = list(runs)
+    shuffle = random.Random(0).shuffle
     for _ in range(repeats):
-        for v, args in runs.items():
+        shuffle(order)
+        for v in order:
+            args = runs[v]
             synchronize()
             t0 = time.perf_counter()
             train_step(*args)
@@ -214,6 +237,13 @@ def paired_ratio(rounds: dict[str, list[float]], num: str, den: str) -> float:
     drifts by several % within a run on a shared CPU; a ratio within one round cancels the drift,
     where the ratio of two medians does not."""
     return statistics.median(a / b for a, b in zip(rounds[num], rounds[den]))
+
+
+def ratio_interval(rounds: dict[str, list[float]], num: str, den: str) -> tuple[float, float]:
+    """A 95 % bootstrap interval for paired_ratio, the rounds resampled (benchmarks/intervals.py):
+    each round is a ratio within one round, which takes out the drift between rounds, so rounds count
+    as independent draws."""
+    return median_interval([a / b for a, b in zip(rounds[num], rounds[den])])
 
 
 def compile_variants(built: dict) -> dict:
@@ -317,9 +347,24 @@ def merged_eval(data, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def ratio_rows(r: dict) -> list[dict]:
+    """Each of RATIOS that this case timed: the paired time ratio with its interval and verdict (with
+    a single round, as --quick, no interval), the compiled ratio, the op and kernel ratios."""
+    rounds, comp_rounds, ops = r["step_rounds_s"], r["compiled_rounds_s"], r["ops"]
+    rows = []
+    for label, num, den, target in RATIOS:
+        if num not in rounds or den not in rounds:
+            continue
+        interval = ratio_interval(rounds, num, den) if len(rounds[num]) > 1 else None
+        rows.append({"ratio": label, "target": target, "time": paired_ratio(rounds, num, den),
+                     "interval": interval, "verdict": verdict(interval, target) if interval else "",
+                     "compiled": paired_ratio(comp_rounds, num, den) if num in comp_rounds and den in comp_rounds else None,
+                     "ops": ops[num]["ops"] / ops[den]["ops"], "kernels": ops[num]["kernels"] / ops[den]["kernels"]})
+    return rows
+
+
 def print_case(name: str, r: dict) -> None:
     step, comp, ops, mem = r["step_s"], r["compiled_step_s"], r["ops"], r["peak_mb"]
-    rounds, comp_rounds = r["step_rounds_s"], r["compiled_rounds_s"]
     print(f"\n{name}: batch {r['shape']}")
     print(f"  {'variant':30s} {'step (ms)':>10s} {'compiled (ms)':>14s} {'ATen ops':>9s} {'kernels':>8s} "
           f"{'peak mem (MB)':>14s}")
@@ -327,14 +372,14 @@ def print_case(name: str, r: dict) -> None:
         c = f"{1000 * comp[v]:14.1f}" if v in comp else f"{'':14s}"
         m = f"{mem[v]:14.1f}" if v in mem else f"{'':14s}"
         print(f"  {v:30s} {1000 * step[v]:10.1f} {c} {ops[v]['ops']:9d} {ops[v]['kernels']:8d} {m}")
-    print(f"  {'ratio (time: median of per-round ratios)':42s} {'time':>6s} {'compiled':>9s} {'ops':>6s} "
-          f"{'kernels':>8s}  target (time)")
-    for label, num, den, target in RATIOS:
-        if num not in step or den not in step:
-            continue
-        c = f"{paired_ratio(comp_rounds, num, den):9.3f}" if num in comp and den in comp else f"{'':9s}"
-        print(f"  {label:42s} {paired_ratio(rounds, num, den):6.3f} {c} {ops[num]['ops'] / ops[den]['ops']:6.3f} "
-              f"{ops[num]['kernels'] / ops[den]['kernels']:8.3f}  {target or ''}")
+    print(f"  {'ratio (time: median of per-round ratios)':48s} {'time':>6s} {'95% interval':>14s} "
+          f"{'compiled':>9s} {'ops':>6s} {'kernels':>8s}  target (time): verdict")
+    for row in r["ratios"]:
+        c = f"{row['compiled']:9.3f}" if row["compiled"] is not None else f"{'':9s}"
+        interval = row["interval"]
+        shown = f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "—"
+        said = f"{row['target']}: {row['verdict']}" if row["verdict"] else (row["target"] or "")
+        print(f"  {row['ratio']:48s} {row['time']:6.3f} {shown:>14s} {c} {row['ops']:6.3f} {row['kernels']:8.3f}  {said}")
     if r["graphs_compiled"] is not None:
         print(f"  graphs compiled: {r['graphs_compiled']} (no removal while timing: one set per variant)")
 
@@ -347,6 +392,8 @@ def main() -> None:
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile timings")
     ap.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     ap.add_argument("--quick", action="store_true", help="short case only, 1 repeat, no compile, no memory")
+    ap.add_argument("--short-only", action="store_true",
+                    help="the short case only (e.g. with --repeats 300: an interval ~3x narrower than 40 rounds give)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: synchronised timing, CUDA peak memory)")
     args = ap.parse_args()
@@ -363,7 +410,7 @@ def main() -> None:
         args.repeats, args.compile, args.memory = 1, False, False
 
     short = sst2_batch()
-    cases = {} if args.quick else {"random 16×64": on_device(random_batch())}
+    cases = {} if args.quick or args.short_only else {"random 16×64": on_device(random_batch())}
     if short is None:
         print("SST-2 not found (set SALORA_DATA): the short case is skipped")
     else:
@@ -374,6 +421,7 @@ def main() -> None:
     results = {}
     for name, data in cases.items():
         results[name] = run_case(data, args)
+        results[name]["ratios"] = ratio_rows(results[name])
         print_case(name, results[name])
     if not args.quick:
         infer = merged_eval(on_device(random_batch()), args.repeats)

@@ -11,6 +11,12 @@ per SaLoRA phase:
   no term, no stacks         also the layers scale their own A instead of views of the stacks
                              (salora.stacks): gates, λ, the budget and removal are what remains
 
+  the term twice             as run, plus a second copy of the term added at weight 0: the same
+                             trajectory bit for bit (x + 0 is x), with the term's work done twice,
+                             so its paired ratio minus the as-run one is what the term costs along
+                             the grid's own run, at its own shapes (the script checks the two end
+                             with equal weights)
+
 What remains after both is the gates' and λ's work and the shapes removal leaves (each matrix at its
 own rank; benchmarks/rank_cost.py). To tell those two apart, one more run: LoRA with each matrix at the
 rank the grid's SaLoRA run ended with (its ranks.json), against which the frozen phase compares the
@@ -40,7 +46,8 @@ from bench_step import quiet_loading  # noqa: E402
 from salora_cli.train import Trainer  # noqa: E402
 
 LEARNED = "LoRA at SaLoRA's ranks"
-VARIANTS = {"as run": {}, "term every 4th step": {"orth_every": 4}, "no orthogonality term": {"orth_reg": 0.0},
+TWICE = "the term twice"
+VARIANTS = {"as run": {}, TWICE: {}, "term every 4th step": {"orth_every": 4}, "no orthogonality term": {"orth_reg": 0.0},
             "no term, no stacks": {"orth_reg": 0.0}}
 
 
@@ -71,6 +78,8 @@ def main() -> None:
         folder.mkdir()
         with quiet_loading():
             trainer = Trainer(cfg, folder, console=quiet)
+        if name == TWICE:
+            _add_a_second_term(trainer.method.handle)
         if name == "no term, no stacks":
             trainer.method.adapters.stack_in_forward = False
         if name == LEARNED:  # LoRA's matrices cut to the learned ranks, its optimizer state with them
@@ -87,18 +96,40 @@ def main() -> None:
     print(f"{args.task}, budget {args.budget}, seed {args.seed}: {n} steps; SaLoRA {runs['salora'].name} "
           f"against LoRA {runs['lora'].name}; paired step-time ratio to LoRA (median over steps)")
     print(f"  {'variant':24s} " + " ".join(f"{p:>11s}" for p in spans) + "  final total rank")
+    ratios = {}
     for run in stepped[:-1]:  # each against LoRA at the budget rank
-        ratios = []
+        ratios[run.name] = []
         for lo, hi in spans.values():
             per_step = [s / lo_ for s, lo_ in zip(times[run.name][lo:hi], times["lora"][lo:hi])]
-            ratios.append(statistics.median(per_step) if per_step else float("nan"))
+            ratios[run.name].append(statistics.median(per_step) if per_step else float("nan"))
         rank = run.trainer.method.adapters.total_rank()
-        print(f"  {run.name:24s} " + " ".join(f"{r:11.3f}" for r in ratios) + f"  {rank}")
+        print(f"  {run.name:24s} " + " ".join(f"{r:11.3f}" for r in ratios[run.name]) + f"  {rank}")
+    cost = [t - r for t, r in zip(ratios[TWICE], ratios["as run"])]
+    weights = [[t for layer in run.trainer.method.adapters for t in (layer.lora_A, layer.lora_B)]
+               for run in stepped if run.name in ("as run", TWICE)]
+    same = len(weights[0]) == len(weights[1]) and all(torch.equal(x, y) for x, y in zip(*weights))
+    print(f"  {'the term (twice − as run)':24s} " + " ".join(f"{c:+11.3f}" for c in cost)
+          + f"  ({'the same' if same else 'NOT the same'} weights at the end, as they must be)")
     lo, hi = spans["frozen"]  # same shapes in both from the freeze on: SaLoRA's own work alone
     own = [x / y for x, y in zip(times["as run"][lo:hi], times[LEARNED][lo:hi])]
     print(f"  after the freeze, SaLoRA as run ÷ LoRA at its ranks: {statistics.median(own):.3f}")
     print(f"  LoRA median step: {1000 * statistics.median(times['lora']):.1f} ms; "
           f"final total rank {stepped[-1].trainer.method.adapters.total_rank()}")
+
+
+def _add_a_second_term(handle) -> None:
+    """A second orthogonality term on the model's loss, at weight 0: computed, differentiated, and
+    adding exactly nothing to the loss or any gradient. Registered in front of the handle's own term,
+    while the forward's stacks still exist."""
+    from salora.budget import orthogonality_penalty
+
+    def hook(module, args, output):
+        loss, stacks = getattr(output, "loss", None), handle.adapters.pool.stacks
+        if module.training and torch.is_grad_enabled() and torch.is_tensor(loss) and stacks is not None:
+            output.loss = loss + 0.0 * orthogonality_penalty(handle.adapters, handle.cfg.orth_form, stacks=stacks)
+        return output
+
+    handle.model.register_forward_hook(hook, prepend=True)
 
 
 if __name__ == "__main__":
