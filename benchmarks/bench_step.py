@@ -271,9 +271,11 @@ def run_case(data, args) -> dict:
         memory = {v: peak_memory_mb(v, data) for v in args.variants}
     else:
         memory = {}
-    return {"shape": describe(data), "step_s": medians(rounds), "compiled_step_s": medians(compiled_rounds),
+    case = {"shape": describe(data), "step_s": medians(rounds), "compiled_step_s": medians(compiled_rounds),
             "step_rounds_s": rounds, "compiled_rounds_s": compiled_rounds,
             "graphs_compiled": recompiles, "ops": {v: vars(c) for v, c in ops.items()}, "peak_mb": memory}
+    case["ratios"] = ratio_rows(case)
+    return case
 
 
 def _proc_status_kb(field: str) -> int:
@@ -421,7 +423,6 @@ def main() -> None:
     results = {}
     for name, data in cases.items():
         results[name] = run_case(data, args)
-        results[name]["ratios"] = ratio_rows(results[name])
         print_case(name, results[name])
     if not args.quick:
         infer = merged_eval(on_device(random_batch()), args.repeats)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_runs as br  # noqa: E402
 import torch  # noqa: E402
 from bench_step import quiet_loading  # noqa: E402
+from salora.budget import orthogonality_penalty  # noqa: E402
 from salora_cli.train import Trainer  # noqa: E402
 
 LEARNED = "LoRA at SaLoRA's ranks"
@@ -121,8 +122,6 @@ def _add_a_second_term(handle) -> None:
     """A second orthogonality term on the model's loss, at weight 0: computed, differentiated, and
     adding exactly nothing to the loss or any gradient. Registered in front of the handle's own term,
     while the forward's stacks still exist."""
-    from salora.budget import orthogonality_penalty
-
     def hook(module, args, output):
         loss, stacks = getattr(output, "loss", None), handle.adapters.pool.stacks
         if module.training and torch.is_grad_enabled() and torch.is_tensor(loss) and stacks is not None:
