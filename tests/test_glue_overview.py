@@ -339,3 +339,44 @@ def test_rank_maps_for_every_task(tmp_path):
     out = compare_rank_distributions(reports, tmp_path / "ranks" / "distribution.png")
     assert out.read_bytes().startswith(PNG_SIGNATURE)
 
+
+def test_results_rebuilt_from_run_folders_alone(tmp_path, monkeypatch):
+    """build_results (what `make reproduce` does once the runs exist) over finished run folders: the
+    overview opens glue.md, glue.png and the curves of the task not learned are written, and README
+    states the verdicts. No training: the folders are written here."""
+    from rich.console import Console
+
+    from salora_cli import reproduce
+    from salora_cli.reports import efficiency
+
+    profile = tmp_path / "two.yaml"
+    profile.write_text("name: two\ndescription: two tasks\ndefaults: {model: minilm-l6}\n"
+                       "budgets: [{budget: 8, r_init: 12}]\ngrid:\n"
+                       "  - {task: glue/sst2, methods: [salora, lora], seeds: [0, 1, 2]}\n"
+                       "  - {task: glue/rte, methods: [salora, lora, full], seeds: [0, 1, 2]}\n")
+    loaded = reproduce.load_profile(profile)
+    runs_root = tmp_path / "runs" / "two"
+    scores = {"sst2": {"salora": [84.0, 85.0, 83.5], "lora": [82.0, 82.5, 82.0]},
+              "rte": {"salora": [53.0, 54.0, 52.0], "lora": [54.0, 53.0, 53.5], "full": [55.0, 56.0, 54.0]}}
+    for p in reproduce.plan(loaded, Path(".")):
+        task = p.task.removeprefix("glue/")
+        folder = write_glue_run(runs_root, task, p.method, p.seed, scores[task][p.method][p.seed],
+                                name=p.folder_name, majority_baseline={"accuracy": MAJORITY[task]})
+        if p.method == "salora":
+            (folder / "ranks.json").write_text(json.dumps(bert_ranks([[8] * 6] * 6, budget_total=288)))
+    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n: [])  # no adapters to time
+    results = tmp_path / "results"
+    reproduce.build_results(runs_root, results, loaded, Console(file=open(tmp_path / "log", "w")), command="t")
+
+    md = (results / "glue.md").read_text()
+    assert md.index("## GLUE at a glance (budget 8)") < md.index("## Budget 8: average rank 8 per matrix")
+    assert (results / "glue.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (results / "curves" / "rte.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not (results / "curves" / "sst2.png").exists()
+    readme = (results / "README.md").read_text()
+    verdict = readme[readme.index("## Verdict (GLUE, from `glue.md`)"):readme.index("## Files")]
+    assert "- SaLoRA − LoRA per task: SST-2 ahead (+2.00); RTE level (-0.50, not learned)." in verdict
+    assert "- SaLoRA − LoRA over the learned tasks: +2.00 points" in verdict
+    assert "Left out: RTE (not learned)" in verdict
+    assert "- SaLoRA − AdaLoRA: no AdaLoRA runs." in verdict
+    assert "`glue.png`" in readme and "- `curves/rte.png`" in readme

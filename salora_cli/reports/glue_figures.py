@@ -50,7 +50,7 @@ def glue_figure(ov: GlueOverview, out_png: str | os.PathLike) -> Path:
         for k, method in enumerate(methods):
             values = ov.scores(task, method)
             if not values:
-                left.text(0.5, k, "not run", transform=left.get_yaxis_transform(), ha="center", va="center",
+                left.text(0.01, k, "not run", transform=left.get_yaxis_transform(), ha="left", va="center",
                           fontsize=7, color="#999999")
                 continue
             mean, ci = statistics.fmean(values), t_interval(values)
