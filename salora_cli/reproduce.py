@@ -302,6 +302,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
         from salora_cli.reports.style_report import write_style_report
 
         written += write_style_report(mirrored_transfers, results, [r for r in mirrored if r.family == "style"])
+    verdicts: list[str] = []
     for family in ("glue", "style", "instruct"):
         runs = [r for r in mirrored if r.family == family]
         if family == "style" and mirrored_transfers:
@@ -310,6 +311,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
             report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
             report.print(console)
             written += report.write(results, family)
+            written += _glue_overview_files(report, results, verdicts)
     # rank maps and timings show one budget (the first listed), so runs of two budgets never mix
     main = protocol.main_budget(profile)
     at_main = {name for name, budget in shown.items() if budget in (main, None)}
@@ -326,8 +328,21 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
     times = _grid_wall_times(runs_root, every)
     missing = _unfinished(every, choices, {r.path.name for r in planned})
-    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing)
+    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing, verdicts)
     console.print(f"results written to {results}")
+
+
+def _glue_overview_files(report, results: Path, verdicts: list[str]) -> list[Path]:
+    """glue.png and the learning curves of the tasks not learned, from the GLUE overview of a
+    report that has one; its verdict lines are added to `verdicts` (README states them)."""
+    overviews = getattr(report, "overviews", None)
+    if not overviews:
+        return []
+    from salora_cli.reports.glue_figures import write_glue_figures
+
+    for overview in overviews:
+        verdicts += overview.verdict_lines()
+    return write_glue_figures(overviews, results)
 
 
 def _unfinished(every: list[PlannedRun], choices: list, finished: set[str]) -> list[str]:
@@ -353,40 +368,17 @@ def _family_report(runs: list, budget_of: dict[str, int | None], profile: dict, 
     budget) the usual task × method report."""
     from salora_cli.reports import build_metrics_report
     from salora_cli.reports.budget_tables import build_budget_tables
+    from salora_cli.reports.glue_overview import majority_scores
 
     budgets = protocol.parse_budgets(profile.get("budgets"), "profile")
     spans = {budget_of[r.path.name] for r in runs} - {None}
     if budgets and (family == "glue" or len(spans) > 1):
+        # majority: each GLUE task's majority-class score on the split reported (recorded, or from the data)
         tables = build_budget_tables(runs, budget_of, {b.budget: b.r_init for b in budgets}, lr_selected,
-                                     majority=_majority_accuracy(runs))
+                                     majority=majority_scores(runs))
         if tables:
             return tables
     return build_metrics_report(runs)
-
-
-def _majority_accuracy(runs: list) -> dict[str, float]:
-    """task -> accuracy (%) of always predicting the most common class on the split its runs were
-    scored on, read from the data in the first run's config (the same seeded subset). Tasks that are
-    not scored by accuracy, or whose data cannot be read here, are left out."""
-    from collections import Counter
-
-    import tasks
-    from salora_cli.evaluation import eval_examples
-
-    out: dict[str, float] = {}
-    for run in runs:
-        if run.task in out or run.main_metric != "accuracy":
-            continue
-        try:
-            cfg = rd.load_config(run.path)
-            if not cfg.data_dir:  # the hub: not fetched just for a report
-                continue
-            labels = [ex["label"] for ex in eval_examples(cfg, tasks.get(cfg.task).configure(**cfg.task_options))]
-        except (SaloraError, OSError):
-            continue
-        if labels:
-            out[run.task] = 100.0 * Counter(labels).most_common(1)[0][1] / len(labels)
-    return out
 
 
 PROVENANCE = ("config.yaml", "command.txt", "env.json", "metrics.json", "ranks.json", "generations.jsonl")
@@ -449,8 +441,16 @@ def _parts_markdown(times: dict[str, float]) -> str:
     return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
 
 
+def _verdicts_markdown(lines: list[str]) -> str:
+    """README's verdict section: the GLUE overview's verdict lines, as glue.md computes them."""
+    if not lines:
+        return ""
+    return "## Verdict (GLUE, from `glue.md`)\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\n"
+
+
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  times: dict[str, float], written: list[Path], missing: list[str] = ()) -> None:
+                  times: dict[str, float], written: list[Path], missing: list[str] = (),
+                  verdicts: list[str] = ()) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
@@ -482,10 +482,13 @@ tables and rank maps are built from those copies only (efficiency.md's inference
 reloads the runs' saved adapters, which stay under `runs/reproduce/`).
 
 {rule}
-## Files
+{_verdicts_markdown(verdicts)}## Files
 - `glue.md` / `glue.csv`: task × method, mean ± sample std over seeds (n shown), main metric at the
   best dev checkpoint among those at the final budget, the final checkpoint beside it, trainable
   parameters initial → final, train time{"; one table per rank budget (the CSV's `budget` column)" if main is not None else ""}.
+  It opens with the papers' eight-task table at budget {main}, whether each task was learned, and
+  SaLoRA's verdicts against LoRA and AdaLoRA; `glue.png` draws them, and `curves/<task>.png` shows
+  the learning curves of a task no method learned.
 {"- `selection.md` / `selection.json`: each adapter method's learning-rate choice per task and budget (see Protocol)." + chr(10) if (results / "selection.md") in written else ""}{"- `instruct.md` / `instruct.csv`: instruction tuning, the dev loss on the held-out slice (main metric `neg_loss` = -loss, so higher is better, like every other main metric), per-token loss and perplexity." + chr(10) if (results / "instruct.md") in written else ""}- `style.md` / `style.csv`: Yelp / GYAFC on the test split: BLEU, self-BLEU, style accuracy (the
   runner's own classifier; its held-out accuracy is in each run's metrics.json), perplexity, G-score,
   and sample rewrites.

@@ -16,12 +16,12 @@ from pathlib import Path
 from rich.console import Console
 
 from salora_cli import atomic
-from salora_cli.reports.metrics_table import MetricsReport, build_metrics_report, paired_difference
+from salora_cli.reports.glue_overview import (FIXED_THRESHOLDS, LEARNED_MARGIN, GlueOverview,
+                                             build_glue_overviews, learned_threshold)
+from salora_cli.reports.metrics_table import MetricsReport, build_metrics_report, metric_label, paired_difference
 from salora_cli.reports.runs import RunRecord
 
-# A cell where neither SaLoRA nor LoRA is this many accuracy points above always predicting the
-# majority class was not learned by either, so their difference there is mostly noise.
-LEARNED_MARGIN = 5.0
+__all__ = ["LEARNED_MARGIN", "BudgetTable", "BudgetTables", "build_budget_tables"]
 
 NO_BUDGET = " (no budget)"
 
@@ -39,9 +39,11 @@ class BudgetTables:
 
     tables: list[BudgetTable]
     lr_selected: bool  # whether an lr grid chose the adapter methods' lr (then selection.md exists)
-    # task -> accuracy (%) of always predicting the most common class on the split reported; shown
-    # beside the claim so a cell no method learned is read as such (absent where the data is unknown)
+    # task -> the main metric (%) of always predicting the most common class on the split reported;
+    # shown beside the claim so a cell no method learned is read as such (absent where the data is unknown)
     majority: dict[str, float] = field(default_factory=dict)
+    # the papers' eight-task table at the first budget (GLUE only; one per model)
+    overviews: list[GlueOverview] = field(default_factory=list)
 
     def print(self, console: Console) -> None:
         for table in self.tables:
@@ -62,7 +64,9 @@ class BudgetTables:
                        "methods by seed at that budget.")
 
     def to_markdown(self, relative_to: str | os.PathLike | None = None) -> str:
-        parts = [self.tables[0].report.header_markdown(), self._intro()]
+        parts = [self.tables[0].report.header_markdown()]
+        parts += [overview.markdown() for overview in self.overviews]
+        parts.append(self._intro())
         for t in self.tables:
             parts.append(f"## Budget {t.budget}: average rank {t.budget} per matrix\n\n"
                          f"SaLoRA and AdaLoRA from r_init {t.r_init} to an average rank of {t.budget}; "
@@ -76,8 +80,9 @@ class BudgetTables:
     def claim_markdown(self) -> str:
         """Cell by cell: SaLoRA against LoRA at the same final rank, with the paired difference, its
         95 % interval over seeds, the seeds ahead and a verdict (ahead / level / behind); marked where either method's best
-        checkpoint was a majority-class classifier, or where neither method's mean is
-        `LEARNED_MARGIN` points above the majority-class accuracy (then the cell is little evidence)."""
+        checkpoint was a majority-class classifier, or where neither method's mean reaches the learned
+        threshold (`LEARNED_MARGIN` points above the majority class; CoLA and STS-B a fixed bar), where
+        the cell is little evidence."""
         lines = []
         shown = bool(self.majority)
         for t in self.tables:
@@ -89,12 +94,13 @@ class BudgetTables:
                 d = paired_difference(sal, lora)
                 verdict = (d.verdict if d else None) or "— (one seed)"
                 weak = sal.degenerate_seeds or lora.degenerate_seeds
-                majority = self.majority.get(task) if sal.main_metric == "accuracy" else None
-                unlearned = majority is not None and max(sal.best_main.mean, lora.best_main.mean) < \
-                    majority + LEARNED_MARGIN
+                majority = self.majority.get(task)
+                threshold = learned_threshold(task, majority)
+                unlearned = threshold is not None and max(sal.best_main.mean, lora.best_main.mean) < threshold
+                bar = (f"reaches {metric_label(sal.main_metric)} {threshold:g}" if task.removeprefix("glue/")
+                       in FIXED_THRESHOLDS else f"{LEARNED_MARGIN:g} points above the majority class")
                 note = (" (a degenerate checkpoint among the seeds: no evidence either way)" if weak else
-                        f" (neither method {LEARNED_MARGIN:g} points above the majority class: not learned, "
-                        "little evidence either way)" if unlearned else "")
+                        f" (neither method {bar}: not learned, little evidence either way)" if unlearned else "")
                 cells = [str(t.budget), task, f"{sal.best_main.mean:.2f}", f"{lora.best_main.mean:.2f}"]
                 if shown:
                     cells.append("—" if majority is None else f"{majority:.2f}")
@@ -112,7 +118,7 @@ class BudgetTables:
                 "confidence interval (paired t, n − 1 degrees of freedom), the seeds on which SaLoRA is "
                 "ahead, and the verdict: *ahead* (the interval lies above 0), *level* (it spans 0), "
                 "*behind* (it lies below 0). Generated from the tables above."
-                + (" *Majority class*: the accuracy of always predicting the dev split's most common class."
+                + (" *Majority class*: the main metric of always predicting the dev split's most common class."
                    if shown else "") + "\n\n"
                 "| " + " | ".join(headers) + " |\n|" + "|".join(rule) + "|\n" + "\n".join(lines))
 
@@ -160,4 +166,8 @@ def build_budget_tables(runs: list[RunRecord], budget_of: dict[str, int | None],
         report = build_metrics_report(chosen)
         report.method_labels = {r.method: NO_BUDGET for r in chosen if budget_of.get(r.path.name) is None}
         tables.append(BudgetTable(budget, start, report))
-    return BudgetTables(tables, lr_selected, majority or {}) if tables else None
+    if not tables:
+        return None
+    first = tables[0]  # the main budget: the first listed that has runs
+    overviews = build_glue_overviews(first.report.rows, majority, first.budget, first.report.method_labels)
+    return BudgetTables(tables, lr_selected, majority or {}, overviews)

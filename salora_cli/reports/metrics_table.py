@@ -194,21 +194,33 @@ class PairedDifference:
         """The paired-t confidence interval of the mean difference over seeds (Student's t with
         n − 1 degrees of freedom; None below 2 seeds). With 3-5 seeds a bootstrap would have too few
         distinct resamples to be trusted, so the t interval is the one reported."""
-        if len(self.diffs) < 2:
-            return None
-        from scipy import stats
-
-        sem = statistics.stdev(self.diffs) / len(self.diffs) ** 0.5
-        half = float(stats.t.ppf(0.5 + level / 2, len(self.diffs) - 1)) * sem
-        return self.mean - half, self.mean + half
+        return t_interval(self.diffs, level)
 
     @property
     def verdict(self) -> str | None:
         """ahead (the interval lies above 0), behind (below 0), level (it spans 0)."""
-        ci = self.interval()
-        if ci is None:
-            return None
-        return "ahead" if ci[0] > 0 else "behind" if ci[1] < 0 else "level"
+        return verdict_of(self.interval())
+
+
+def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Student's t confidence interval of the mean of `values` (n − 1 degrees of freedom); None
+    below two values."""
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * statistics.stdev(values) / len(values) ** 0.5
+    return mean - half, mean + half
+
+
+def verdict_of(interval: tuple[float, float] | None) -> str | None:
+    """ahead (the interval of a difference lies above 0), behind (below 0), level (it spans 0);
+    None without an interval."""
+    if interval is None:
+        return None
+    return "ahead" if interval[0] > 0 else "behind" if interval[1] < 0 else "level"
 
 
 def paired_difference(a: MetricsRow | None, b: MetricsRow | None) -> PairedDifference | None:
