@@ -5,7 +5,7 @@ SALORA := $(VENV)/bin/salora
 DATA   ?= $(abspath ../shared/data)
 PROFILE ?= cpu
 
-.PHONY: install test test-slow demo bench bench-runs reproduce ablations lengths clean
+.PHONY: install test test-slow demo bench bench-runs reproduce ablations lengths schedule clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ lengths: install
 	OMP_NUM_THREADS=1 SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate --profile lengths \
 		$(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants $(VARIANTS))
 	# results/lengths.md is regenerated from the runs; commit it with the code that produced it
+
+# The removal schedule (issue 36): the design against the previous schedule and LoRA, SST-2 at 50/150
+# steps and MRPC at its cpu-profile length; results/schedule.md.
+schedule: install
+	OMP_NUM_THREADS=1 SALORA_DATA=$(DATA) $(PY) -m salora_cli ablate --profile schedule \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(VARIANTS),--variants $(VARIANTS))
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -73,6 +73,27 @@ class BudgetController:
         left = 1.0 - (p - c.ramp_start) / (c.ramp_end - c.ramp_start)
         return b + (r0 - b) * left ** 3
 
+    def removal_every(self) -> int:
+        """Steps between removals: prune_every, shrunk so the ramp holds at least ramp_removals of
+        them (AdapterConfig.ramp_removals)."""
+        c = self.cfg
+        ramp_steps = int(round((c.ramp_end - c.ramp_start) * self.total_steps))
+        if c.ramp_removals == 0 or ramp_steps == 0:
+            return c.prune_every
+        return max(1, min(c.prune_every, ramp_steps // c.ramp_removals))
+
+    def aim(self, step: int) -> int:
+        """The step whose target the ranked push aims at from `step`: the next removal step (the
+        gates it must close have until then), or push_lead of training ahead if that is further.
+        Before ramp_start the aim is `step` itself unless lead_before_ramp (an ablation)."""
+        c = self.cfg
+        if not (c.lead_before_ramp or self.progress(step) >= c.ramp_start):
+            return step
+        return step + max(int(c.push_lead * self.total_steps), -step % self.removal_every())
+
+    def removes_at(self, step: int) -> bool:
+        return step % self.removal_every() == 0
+
     def should_freeze(self, step: int) -> bool:
         return self.progress(step) >= self.cfg.freeze_at
 

@@ -11,7 +11,8 @@
 
 What `step` does, in order: the gates take their Adam step on the task gradient (own optimizer,
 constant rate); the budget pushes the marginal gates down (salora.budget); the multiplier takes
-its ascent step; every `prune_every` steps closed components are removed, their rows sliced out of
+its ascent step; every `prune_every` steps (more often in short runs: AdapterConfig.ramp_removals)
+closed components are removed, their rows sliced out of
 the parameters AND out of `optimizer`'s state (so pass the optimizer that steps the adapters); at
 `freeze_at` the structure freezes. Removals are counted by cause: "gates" (a gate closed during
 training) and "projection" (the freeze trims whatever the gates left above the budget).
@@ -158,10 +159,8 @@ class SaLoRA:
         self.gate_optimizer.step()  # the task's say on each gate
         self.gate_optimizer.zero_grad(set_to_none=True)
         ranked = self.cfg.budget_push == "ranked"
-        # the ranked push aims ahead by the time a gate takes to close (AdapterConfig.push_lead)
-        # but never from before ramp_start, unless lead_before_ramp (the previous behaviour) says so
-        lead = ranked and (self.cfg.lead_before_ramp or self.controller.progress(step) >= self.cfg.ramp_start)
-        aim = step + int(self.cfg.push_lead * self.controller.total_steps) if lead else step
+        # the ranked push aims at the target of the next removal step (BudgetController.aim)
+        aim = self.controller.aim(step) if ranked else step
         # Nothing below waits for the device: counts, the multiplier and the push stay tensors
         # (0-dim, float64 for the multiplier's arithmetic) unless this step removes components.
         with torch.no_grad():  # the budget's say, decoupled from the gates' Adam
@@ -178,7 +177,7 @@ class SaLoRA:
         self.controller.ascend(measured, aim)
         events = {}
         freeze = self.controller.should_freeze(step)
-        if step % self.cfg.prune_every == 0 or freeze:
+        if self.controller.removes_at(step) or freeze:
             events.update(self._remove_closed(optimizer))
         if freeze:
             events = _add(events, self._freeze(optimizer))

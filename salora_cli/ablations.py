@@ -112,7 +112,8 @@ def run_summary(run: Path) -> dict | None:
     main = metrics["main_metric"]
     score = {"score": metrics["best"]["metrics"][main], "degenerate": metrics["best"].get("degenerate") is True}
     if not cfg.adapter.gated:  # a fixed-rank reference row (LoRA): a score, no structure
-        return {**score, "freeze_cut_pct": None, "max_rank_dev_pct": None}
+        return {**score, "freeze_cut_pct": None, "max_rank_dev_pct": None,
+                "largest_event_pct": None, "max_under_target_pct": None}
     n_init = ranks["r_init"] * ranks["n_matrices"]
     trajectory = ranks["trajectory"]
     last = trajectory[-1]
@@ -123,7 +124,20 @@ def run_summary(run: Path) -> dict | None:
         "freeze_cut_pct": 100.0 * last.get("removed_by_projection", 0) / n_init,
         "max_rank_dev_pct": max((100.0 * abs(p["total_rank"] / p["target_total"] - 1) for p in after),
                                 default=float("nan")),
+        **removal_events(trajectory),
     }
+
+
+def removal_events(trajectory: list[dict]) -> dict[str, float]:
+    """How removal followed the schedule: the largest single removal as a % of all removal, and the
+    furthest the physical rank fell under the target, as a % of all removal (0 if never)."""
+    removed = trajectory[0]["total_rank"] - trajectory[-1]["total_rank"]
+    if removed <= 0:
+        return {"largest_event_pct": 0.0, "max_under_target_pct": 0.0}
+    drops = [a["total_rank"] - b["total_rank"] for a, b in zip(trajectory, trajectory[1:])]
+    under = max((p["target_total"] - p["total_rank"] for p in trajectory if p.get("target_total")), default=0.0)
+    return {"largest_event_pct": 100.0 * max(drops) / removed,
+            "max_under_target_pct": 100.0 * max(under, 0.0) / removed}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -152,7 +166,8 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
         return {s: summaries[(variant, task, s)]["score"] for s in seeds if summaries.get((variant, task, s))}
 
     header = ["variant", "overrides"] + [f"{t} (Δ vs design, paired)" for t in tasks] + \
-             ["freeze cut, % of initial (max)", "rank off target after ramp, % (max)"]
+             ["freeze cut, % of initial (max)", "rank off target after ramp, % (max)",
+              "largest removal, % of all (max)", "under target, % of all removal (max)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     any_one_class = False  # a degenerate (single-class) checkpoint among a cell's seeds: marked, explained below
     for variant in variants:
@@ -167,8 +182,8 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
             cells.append(_mean_std(list(mine.values())) + mark + delta)
         runs = [summaries[k] for k in summaries if k[0] == variant and summaries[k]
                 and summaries[k]["freeze_cut_pct"] is not None]  # a fixed-rank method has no structure
-        cells.append(f"{max(r['freeze_cut_pct'] for r in runs):.1f}" if runs else "–")
-        cells.append(f"{max(r['max_rank_dev_pct'] for r in runs):.1f}" if runs else "–")
+        for key in ("freeze_cut_pct", "max_rank_dev_pct", "largest_event_pct", "max_under_target_pct"):
+            cells.append(f"{max(r[key] for r in runs):.1f}" if runs else "–")
         lines.append("| " + " | ".join(cells) + " |")
     missing = [p.folder_name for p in planned if summaries[(p.variant, p.column, p.seed)] is None]
     name = profile["name"]
@@ -183,7 +198,9 @@ def write_table(profile: dict, planned: list[VariantRun], runs_root: Path, resul
         f"over seeds {', '.join(map(str, seeds))}; Δ: mean paired difference to `design` (same seed). "
         "Freeze cut: components the freeze projection removed (the rest were closed by their gates "
         "during training). Rank off target: the largest gap between the physical total rank and the "
-        "target from the end of the ramp on.",
+        "target from the end of the ramp on. Largest removal: the most components one removal step "
+        "took, as a share of all that were removed; under target: how far the physical rank fell "
+        "below the target at any step, in the same unit.",
         "",
         *lines,
         "",
