@@ -5,6 +5,8 @@ Where the data comes from (first that applies):
    `download_glue_data.py`): `<dir>/<TASK>/train.tsv` and `dev.tsv`, with folders CoLA, SST-2, MRPC,
    QQP, STS-B, MNLI, QNLI, RTE. MNLI's dev set is `dev_matched.tsv` + `dev_mismatched.tsv`. For
    convenience a data folder that holds `glue/<TASK>/` (like ../shared/data) is accepted too.
+   MNLI, QQP and QNLI may instead come as labelled samples of the official files in LM-BFF's
+   k-shot layout (../shared/data/glue-sampled; see "Sampled GLUE" below).
 2. the environment variable SALORA_GLUE_DIR (same layout);
 3. the Hugging Face hub, `datasets.load_dataset("nyu-mll/glue", <config>)`; offline this fails with
    a SaloraError that points at --data-dir.
@@ -15,9 +17,25 @@ RTE/QNLI entailment=0, not_entailment=1; MNLI entailment=0, neutral=1, contradic
 keep their ids; STS-B is a float score in [0, 5] (regression, one output). MNLI "dev" holds both
 matched and mismatched examples, tagged `"subset": "m"` / `"mm"` for accuracy_m / accuracy_mm.
 
+Sampled GLUE (MNLI, QQP, QNLI). The full official train files (and MNLI/QQP dev) are too large for
+the offline data; `glue-sampled/<TASK>/` holds LM-BFF's samples of them (Gao et al. 2021,
+`generate_k_shot_data.py --k 512`): folders `512-<seed>/` whose train and dev files are both drawn
+from the official TRAIN file, and `test*.tsv`, 1,000 rows drawn from the official DEV file. Each split
+is read from the official folder when its files are there, else from the sampled folder:
+- train: every row of every `<k>-<seed>/` train and dev file, kept once per id (MNLI/QNLI `index`,
+  QQP `id`; the seeds overlap a little), seeds in numeric order: MNLI 15,130, QQP 10,117, QNLI 9,833
+  distinct rows of GLUE train;
+- dev: MNLI `test_matched.tsv` + `test_mismatched.tsv`, QQP `test.tsv` (1,000-row samples of GLUE dev);
+  QNLI's official `dev.tsv` is in glue/QNLI, so QNLI is scored on the whole official dev set.
+The sampled folder is looked for at <root>/<TASK>, <root>/glue-sampled/<TASK> and, because a data
+root keeps `glue/` and `glue-sampled/` side by side, <root>/../glue-sampled/<TASK>. `data_sources`
+(after `load_splits`) says, per split, which files a run read; the runner records it in metrics.json
+so every report can mark a sampled task.
+
 File quirks handled:
 - every TSV is read with csv quoting disabled (QNLI sentences start with stray `"`, which a quoting
-  reader would treat as an opening quote and merge lines); one record per physical line;
+  reader would treat as an opening quote and merge lines); one record per physical line. Except
+  QQP: Quora's release quotes a field that contains `"` and doubles the quotes inside it;
 - files are decoded as utf-8-sig: MRPC starts with a UTF-8 BOM that would corrupt its first column
   name (`Quality`);
 - CoLA train/dev have no header: fields are (source, label, original_mark, sentence);
@@ -33,6 +51,8 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,6 +85,11 @@ class GlueSpec:
     hub_dev_splits: tuple[tuple[str, str | None], ...] = (("validation", None),)
     headerless_fields: int | None = None       # CoLA: no header, this many fields per row
     score_range: tuple[float, float] = (0.0, 5.0)
+    quoting: int = csv.QUOTE_NONE              # QQP: csv.QUOTE_MINIMAL (see the module docstring)
+    # Sampled layout (glue-sampled): the id column rows are deduplicated by, and the dev files
+    # (samples of the official dev set) with their MNLI subset tags. Empty: no sampled layout.
+    sampled_id: str | None = None
+    sampled_dev_files: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def hub_config(self) -> str:
@@ -83,13 +108,16 @@ GLUE_SPECS: dict[str, GlueSpec] = {s.key: s for s in (
              hub_text_a="sentence", hub_text_b=None, headerless_fields=4),
     GlueSpec("sst2", "SST-2", "sentence", None, "label", _BINARY, "sentence", None),
     GlueSpec("mrpc", "MRPC", "#1 String", "#2 String", "Quality", _BINARY, "sentence1", "sentence2"),
-    GlueSpec("qqp", "QQP", "question1", "question2", "is_duplicate", _BINARY, "question1", "question2"),
+    GlueSpec("qqp", "QQP", "question1", "question2", "is_duplicate", _BINARY, "question1", "question2",
+             quoting=csv.QUOTE_MINIMAL, sampled_id="id", sampled_dev_files=(("test.tsv", None),)),
     GlueSpec("stsb", "STS-B", "sentence1", "sentence2", "score", None, "sentence1", "sentence2"),
     GlueSpec("mnli", "MNLI", "sentence1", "sentence2", "gold_label",
              ("entailment", "neutral", "contradiction"), "premise", "hypothesis",
              dev_files=(("dev_matched.tsv", "m"), ("dev_mismatched.tsv", "mm")),
-             hub_dev_splits=(("validation_matched", "m"), ("validation_mismatched", "mm"))),
-    GlueSpec("qnli", "QNLI", "question", "sentence", "label", _NLI2, "question", "sentence"),
+             hub_dev_splits=(("validation_matched", "m"), ("validation_mismatched", "mm")),
+             sampled_id="index", sampled_dev_files=(("test_matched.tsv", "m"), ("test_mismatched.tsv", "mm"))),
+    GlueSpec("qnli", "QNLI", "question", "sentence", "label", _NLI2, "question", "sentence",
+             sampled_id="index", sampled_dev_files=(("test.tsv", None),)),
     GlueSpec("rte", "RTE", "sentence1", "sentence2", "label", _NLI2, "sentence1", "sentence2"),
 )}
 
@@ -125,41 +153,106 @@ class GlueTask(Task):
             data_dir = os.environ.get("SALORA_GLUE_DIR") or None
         if data_dir is None:
             out = self._load_hub(splits)
+            self.data_sources = {split: f"hub {HUB_DATASET}/{self.spec.hub_config}" for split in splits}
         else:
-            folder = self._task_folder(Path(data_dir).expanduser())
-            out = {split: self._read_split(folder, split) for split in splits}
+            root = Path(data_dir).expanduser()
+            out, self.data_sources = {}, {}
+            for split in splits:
+                out[split], self.data_sources[split] = self._read_split(root, split)
 
         if max_train_samples is not None and "train" in out:
             out["train"] = _seeded_subset(out["train"], max_train_samples, seed)
         return out
 
-    def _task_folder(self, root: Path) -> Path:
+    def majority_baseline(self, examples: list[Example]) -> dict[str, float]:
+        """The metrics of one constant prediction on `examples`: the most frequent label (ties to the
+        smaller id), or for STS-B the mean score (no correlation: 0). What "learned" is judged
+        against in the reports (majority + 5 points)."""
+        labels = [ex["label"] for ex in examples]
+        counts = Counter(labels)
+        majority = (sum(labels) / len(labels) if self.is_regression
+                    else max(sorted(counts), key=lambda label: counts[label]))
+        return self.compute_metrics(labels, [majority] * len(labels), [ex.get("subset") for ex in examples])
+
+    def data_summary(self) -> dict[str, Any]:
+        """metrics.json's "data": where each split came from, and which splits are samples of
+        the official files ("sampled": [] for the official files, ["train", "dev"] for MNLI here)."""
+        sources = getattr(self, "data_sources", None)
+        if not sources:
+            return {}
+        return {"sources": dict(sources),
+                "sampled": [split for split, where in sources.items() if where.startswith("sampled")]}
+
+    def _task_folder(self, root: Path) -> Path | None:
+        """The official folder <root>/<TASK> (or <root>/glue/<TASK>), if there is one."""
         if not root.is_dir():
             raise SaloraError(f"GLUE data folder {root} does not exist")
-        folder = root / self.spec.folder
-        if not folder.is_dir() and (root / "glue" / self.spec.folder).is_dir():
-            folder = root / "glue" / self.spec.folder  # a data root that holds glue/<TASK>/
-        if not folder.is_dir():
-            raise SaloraError(f"{self.name}: folder {folder} not found (expected the official GLUE "
-                              f"layout <data-dir>/{self.spec.folder}/train.tsv, dev.tsv)")
-        return folder
+        for folder in (root / self.spec.folder, root / "glue" / self.spec.folder):
+            if folder.is_dir():
+                return folder
+        return None
 
-    def _read_split(self, folder: Path, split: str) -> list[Example]:
+    def _sampled_folder(self, root: Path) -> Path | None:
+        """The task's glue-sampled folder (module docstring), if the task has that layout and it exists."""
+        if not self.spec.sampled_id:
+            return None
+        for folder in (root / self.spec.folder, root / "glue-sampled" / self.spec.folder,
+                       root.parent / "glue-sampled" / self.spec.folder):
+            if folder.is_dir() and _sample_folders(folder):
+                return folder
+        return None
+
+    def _read_split(self, root: Path, split: str) -> tuple[list[Example], str]:
+        """One split's examples and a line saying where they came from."""
+        official = self._task_folder(root)
         files = (("train.tsv", None),) if split == "train" else self.spec.dev_files
+        if official is not None and all((official / f).is_file() for f, _ in files):
+            return self._read_files(official, files), f"official: {_names(official, files)}"
+        sampled = self._sampled_folder(root)
+        if sampled is None and official is not None:  # names the first missing (or malformed) file
+            return self._read_files(official, files), f"official: {_names(official, files)}"
+        if sampled is None:
+            raise SaloraError(f"{self.name}: folder {root / self.spec.folder} not found (expected the official "
+                              f"GLUE layout <data-dir>/{self.spec.folder}/train.tsv, dev.tsv"
+                              + (", or its glue-sampled folder)" if self.spec.sampled_id else ")"))
+        if split == "dev":
+            files = self.spec.sampled_dev_files
+            return (self._read_files(sampled, files),
+                    f"sampled: {_names(sampled, files)} (rows drawn from the official dev set)")
+        examples = self._read_union(_sample_folders(sampled))
+        return examples, (f"sampled: {len(examples)} distinct rows of {sampled}/{{{','.join(p.name for p in _sample_folders(sampled))}}}"
+                          f"/{{train,dev}} (rows drawn from the official train set)")
+
+    def _read_files(self, folder: Path, files: tuple[tuple[str, str | None], ...]) -> list[Example]:
         examples: list[Example] = []
         for filename, subset in files:
             examples.extend(self._read_tsv(folder / filename, subset))
         return examples
 
-    def _read_tsv(self, path: Path, subset: str | None) -> list[Example]:
+    def _read_union(self, seed_folders: list[Path]) -> list[Example]:
+        """Every train/dev row of the sample folders, once per id, in folder then file order."""
+        seen: set[str] = set()
+        out: list[Example] = []
+        for folder in seed_folders:
+            files = [p for p in folder.glob("*.tsv") if p.name.startswith(("train", "dev"))]
+            for path in sorted(files, key=lambda p: (not p.name.startswith("train"), p.name)):
+                for ex, row_id in zip(*self._read_tsv(path, None, with_ids=True)):
+                    if row_id not in seen:
+                        seen.add(row_id)
+                        out.append(ex)
+        return out
+
+    def _read_tsv(self, path: Path, subset: str | None, with_ids: bool = False):
+        """The file's examples; with `with_ids`, also each row's sampled_id value (a second list)."""
         spec = self.spec
         if not path.is_file():
             raise SaloraError(f"{self.name}: missing file {path}")
         examples: list[Example] = []
+        ids: list[str] = []
         try:
             # utf-8-sig strips MRPC's BOM; QUOTE_NONE keeps QNLI's stray quotes as plain text.
             with open(path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+                reader = csv.reader(fh, delimiter="\t", quoting=spec.quoting)
                 if spec.headerless_fields is not None:
                     n_fields = spec.headerless_fields
                     ia, ib, il = spec.text_a, spec.text_b, spec.label
@@ -170,6 +263,7 @@ class GlueTask(Task):
                     header = [h.strip() for h in header]
                     n_fields = len(header)
                     ia, ib, il = (self._column(header, c, path) for c in (spec.text_a, spec.text_b, spec.label))
+                    iid = self._column(header, spec.sampled_id, path) if with_ids else None
                 for fields in reader:
                     if not fields:
                         continue  # blank line (e.g. a doubled newline at the end)
@@ -184,13 +278,15 @@ class GlueTask(Task):
                     if subset is not None:
                         ex["subset"] = subset
                     examples.append(ex)
+                    if with_ids:
+                        ids.append(fields[iid])
         except UnicodeDecodeError as exc:
             raise SaloraError(f"{path}, line {_first_non_utf8_line(path)}: not UTF-8 text ({exc.reason})") from exc
         except csv.Error as exc:
             raise SaloraError(f"{path}: unreadable TSV ({exc})") from exc
         if not examples:
             raise SaloraError(f"{path}: no examples (empty split)")
-        return examples
+        return (examples, ids) if with_ids else examples
 
     def _check_text(self, fields: list[str], ia: int, ib: int | None, where: str) -> None:
         # An empty sentence trains on nothing but the label; the official files have none.
@@ -377,6 +473,16 @@ def _first_non_utf8_line(path: Path) -> int:
             except UnicodeDecodeError:
                 return number
     return 0
+
+
+def _sample_folders(folder: Path) -> list[Path]:
+    """LM-BFF's `<k>-<seed>/` folders, by k then seed as numbers (13, 21, 42, 87, 100)."""
+    found = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"\d+-\d+", p.name)]
+    return sorted(found, key=lambda p: tuple(int(x) for x in p.name.split("-")))
+
+
+def _names(folder: Path, files: tuple[tuple[str, str | None], ...]) -> str:
+    return ", ".join(str(folder / f) for f, _ in files)
 
 
 def _seeded_subset(examples: list[Example], k: int, seed: int) -> list[Example]:

@@ -131,9 +131,12 @@ def test_qnli_dev_real_read_with_quoting_disabled(glue_dir):
     assert sum(ex["text_a"].count('"') + ex["text_b"].count('"') for ex in dev) == raw
 
 
-def test_qnli_train_absent_is_named(glue_dir):
+def test_qnli_train_absent_is_named(glue_dir, tmp_path):
+    # the official QNLI folder has dev and test only; with no glue-sampled/QNLI beside it, say so
+    (tmp_path / "glue" / "QNLI").mkdir(parents=True)
+    (tmp_path / "glue" / "QNLI" / "dev.tsv").write_bytes((glue_dir / "QNLI" / "dev.tsv").read_bytes())
     with pytest.raises(SaloraError, match=r"QNLI.*train\.tsv"):
-        get_glue_task("qnli").load_splits(glue_dir)
+        get_glue_task("qnli").load_splits(tmp_path / "glue")
 
 
 def test_max_train_samples_is_seeded_and_reproducible(glue_dir):
@@ -184,10 +187,72 @@ def test_stsb_scores_are_floats():
     assert dev[0]["text_a"] == "A man is cutting a tomato." and dev[0]["text_b"] == "A man is slicing a tomato."
 
 
-def test_qqp_keeps_stray_quotes():
+def test_qqp_reads_quoras_quoting():
+    # Quora's release quotes a field that holds `"` and doubles the quotes inside it
     dev = get_glue_task("qqp").load_splits(FIX)["dev"]
-    assert dev[1]["text_a"] == '"Why" do people say "break a leg?'
+    assert dev[1]["text_a"] == '"Why" do people say "break a leg"?'
     assert dev[1]["label"] == 1
+
+
+# --------------------------------------------------------------------------- sampled GLUE
+
+def _write_tsv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+
+
+def test_sampled_layout_unions_seed_folders_once_per_id(tmp_path):
+    """glue-sampled beside glue/: train = every 512-<seed>/ train and dev row once per id (seeds in
+    numeric order), dev = the samples of the official dev set; the official dev file wins where
+    it exists (QNLI)."""
+    header = ["index", "question", "sentence", "label"]
+    sampled = tmp_path / "glue-sampled" / "QNLI"
+    _write_tsv(sampled / "512-100" / "train.tsv", header, [["7", "q7", "s7", "entailment"], ["9", "q9", "s9", "not_entailment"]])
+    _write_tsv(sampled / "512-13" / "train.tsv", header, [["1", "q1", "s1", "entailment"], ["7", "q7", "s7", "entailment"]])
+    _write_tsv(sampled / "512-13" / "dev.tsv", header, [["2", "q2", "s2", "not_entailment"]])
+    _write_tsv(sampled / "test.tsv", header, [["50", "dq", "ds", "entailment"]])
+    task = get_glue_task("qnli")
+    (tmp_path / "glue").mkdir()  # the official tasks' folder, without QNLI
+    splits = task.load_splits(tmp_path / "glue")
+    # 512-13 before 512-100, train before dev, id 7 once
+    assert [ex["text_a"] for ex in splits["train"]] == ["q1", "q7", "q2", "q9"]
+    assert [ex["text_a"] for ex in splits["dev"]] == ["dq"]
+    assert task.data_summary()["sampled"] == ["train", "dev"]
+    _write_tsv(tmp_path / "glue" / "QNLI" / "dev.tsv", header, [["0", "official q", "s", "entailment"]])
+    splits = task.load_splits(tmp_path / "glue")
+    assert [ex["text_a"] for ex in splits["dev"]] == ["official q"]
+    assert task.data_summary()["sampled"] == ["train"]
+    assert "official" in task.data_summary()["sources"]["dev"]
+
+
+def test_sampled_layout_missing_is_one_line_error(tmp_path):
+    (tmp_path / "glue").mkdir()
+    with pytest.raises(SaloraError, match=r"MNLI.*not found.*glue-sampled") as err:
+        get_glue_task("mnli").load_splits(tmp_path / "glue")
+    assert "\n" not in str(err.value)
+
+
+def test_majority_baseline_is_one_constant_prediction():
+    mrpc = get_glue_task("mrpc")
+    dev = [{"text_a": "a", "text_b": "b", "label": y} for y in (1, 1, 0)]
+    assert mrpc.majority_baseline(dev) == pytest.approx({"accuracy": 200 / 3, "f1": 80.0})
+    stsb = get_glue_task("stsb")
+    assert stsb.majority_baseline([{"text_a": "a", "text_b": "b", "label": y} for y in (1.0, 4.0)]) == \
+        {"pearson": 0.0, "spearman": 0.0}  # a constant has no correlation
+
+
+def test_sampled_real_files_counts(shared_data):
+    """The shared samples: the distinct row counts the data README states, MNLI and QQP scored on
+    the 1,000-row dev samples, QNLI on the whole official dev file."""
+    expected = {"mnli": (15130, 2000), "qqp": (10117, 1000), "qnli": (9833, 5463)}
+    for key, (n_train, n_dev) in expected.items():
+        task = get_glue_task(key)
+        splits = task.load_splits(shared_data / "glue")
+        assert (len(splits["train"]), len(splits["dev"])) == (n_train, n_dev), key
+    mnli = get_glue_task("mnli").load_splits(shared_data / "glue", splits=("dev",))["dev"]
+    assert Counter(ex["subset"] for ex in mnli) == {"m": 1000, "mm": 1000}
+    qqp = get_glue_task("qqp").load_splits(shared_data / "glue", splits=("dev",))["dev"]
+    assert any(ex["text_a"].startswith('If a girl texts "good night, sweet dreams" to me') for ex in qqp)
 
 
 def test_mnli_labels_and_subsets():
