@@ -45,6 +45,11 @@ class TrainConfig:
         "Batch examples of similar length together (less padding; salora_cli/batching.py)")})
     eval_every: int | None = field(default=None, metadata={"help": (
         "Evaluate every N steps; not given: once per epoch (and always at the end)")})
+    eval_start: float = field(default=0.0, metadata={"help": (
+        "Fraction of training before which no dev evaluation runs (the end is always evaluated). "
+        "The cpu grid uses 0.6, where SaLoRA's and AdaLoRA's rank reaches the budget: their best "
+        "checkpoint is chosen among evaluations at the budget only, so every method then chooses "
+        "among the same steps, and no evaluation is spent on checkpoints no table can show")})
     max_train_samples: int | None = field(default=None, metadata={"help": (
         "Train on a seeded random subset of this size")})
     max_eval_samples: int | None = field(default=None, metadata={"help": (
@@ -62,6 +67,8 @@ class TrainConfig:
         "only.")})
 
     def validate(self) -> None:
+        if not 0.0 <= self.eval_start <= 1.0:
+            raise SaloraError(f"train.eval_start must be a fraction in [0, 1], got {self.eval_start}")
         for name in ("lr", "epochs"):
             if getattr(self, name) <= 0:
                 raise SaloraError(f"train.{name} must be positive, got {getattr(self, name)}")

@@ -3,7 +3,7 @@
     step:  loss = task loss + method regulariser (orthogonality, budget Lagrangian)
            backward; optimizer + scheduler step; method.after_step (dual ascent, removal, AdaLoRA
            allocation); zero_grad
-    eval:  every `eval_every` steps and at the end; the best checkpoint (by the task's main metric)
+    eval:  every `eval_every` steps from `eval_start` on, and at the end; the best checkpoint (by the task's main metric)
            is kept among checkpoints that are at the final budget, the final one is reported too.
 """
 from __future__ import annotations
@@ -230,7 +230,8 @@ class Trainer:
                     self.state.step_times.append(round(now - step_began, 6))
                     step_began = now
                     # train_time_s counts training only: evaluations and checkpoints are excluded
-                    if self.state.step % self.eval_every == 0 and self.state.step < self.total_steps:
+                    if (self.state.step % self.eval_every == 0 and self.state.step < self.total_steps
+                            and self.state.step >= t.eval_start * self.total_steps):
                         self._check_finite()
                         paused = time.perf_counter()
                         self._evaluate_and_keep()
@@ -530,6 +531,9 @@ class Trainer:
         data = self.task.data_summary()
         if data:
             metrics["data"] = data
+        baseline = getattr(self.task, "majority_baseline", None)  # GLUE: what "learned" is judged against
+        if baseline is not None:
+            metrics["majority_baseline"] = baseline(self.eval_set)
         metrics["processes"] = {"count": self.accelerator.num_processes,
                                 "structure_agrees": self._structure_agrees()}
         if not self.accelerator.is_main_process:

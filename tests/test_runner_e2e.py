@@ -104,3 +104,11 @@ def test_fixture_tasks(tmp_path, capsys, task, method, metric):
     assert code == 0, err
     again = json.loads((run / "eval_dev_final.json").read_text())["metrics"]
     assert again == pytest.approx(metrics["final"]["metrics"], abs=1e-6)
+
+
+def test_eval_start_skips_the_evaluations_before_it(tmp_path, capsys, shared_data):
+    """Evaluations every step of 4: from step 2 on with train.eval_start 0.5, from step 3 with 0.75."""
+    for start, steps in (("0.5", [2, 3, 4]), ("0.75", [3, 4])):
+        run = _train(capsys, tmp_path / start, "sst2", "lora", shared_data / "glue", "--eval-every", "1",
+                     "--set", f"train.eval_start={start}")
+        assert [e["step"] for e in json.loads((run / "metrics.json").read_text())["evals"]] == steps
