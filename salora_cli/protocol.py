@@ -10,7 +10,16 @@
   first seed, per (task, method, budget, model); ties go to the smaller lr. The other seeds then run
   at that lr. An entry's own `lr_grid` replaces the profile's; `tune_lr` turns the grid on or off
   per entry (default: on for glue/* tasks when a grid applies, off otherwise: style entries keep
-  their configured lr). Full fine-tuning and BitFit always keep their configured lr.
+  their configured lr). Full fine-tuning and BitFit learn at other rates (a rank-free update of
+  every weight, or of the biases alone), so they keep their configured lr unless the profile gives
+  them a grid of their own, `method_lr_grids: {full: [...], bitfit: [...]}`; then the same rule
+  chooses theirs.
+- `widen_lr_grid: 2`: a choice at the edge of its grid says nothing about the method, only about
+  the grid (re-tuning studies find each LoRA variant has its own best range). When the chosen lr
+  is the grid's largest (smallest), the selection seed also runs one grid step beyond it (the grid's
+  own ratio), and the rule chooses again, up to this many steps past either end of the grid; an lr
+  still at the edge after that is marked in selection.md. The widened runs, like the choice, follow
+  from the run folders alone.
 
 - `transfer: [yelp]` (instruction-tuning entries): the style test sets each finished run is then
   asked to rewrite zero-shot (issue 18). The plan carries it (`PlannedRun.transfer`) for the
@@ -36,15 +45,16 @@ from salora_cli.methods import REGISTRY
 # the methods with a rank, hence a budget and an lr grid
 ADAPTER_METHODS = tuple(name for name, spec in REGISTRY.items() if spec.ranked)
 PROFILE_KEYS = {"name", "description", "defaults", "method_overrides", "models", "grid", "budgets", "lr_grid",
-                "transfer_options"}
+                "method_lr_grids", "widen_lr_grid", "transfer_options"}
 ENTRY_KEYS = {"task", "methods", "seeds", "config", "config_file", "models", "budgets", "lr_grid", "tune_lr",
               "transfer"}
 TRANSFER_TASKS = ("yelp", "gyafc")  # what an entry's `transfer` may name (zero-shot style transfer)
 # Equal scores up to float rounding (one count of correct answers can be computed two ways) are a tie.
 TIE_TOLERANCE = 1e-9
-RULE = ("each adapter method's learning rate is the grid value with the best dev score of seed 0 "
+RULE = ("each tuned method's learning rate is the grid value with the best dev score of seed 0 "
         "(the main metric at the run's best checkpoint), chosen per (task, method, budget); "
-        "ties go to the smaller lr; the remaining seeds then run at that lr")
+        "ties go to the smaller lr; a choice at the grid's edge first widens the grid by a step "
+        "(where the profile allows); the remaining seeds then run at that lr")
 
 Group = tuple[str, str, "int | None", str]  # task, method, budget, model: one lr choice each
 
@@ -124,6 +134,15 @@ def validate(profile: dict, where: Path) -> None:
                           f"(valid: {', '.join(sorted(fields))})")
     budgets = parse_budgets(profile.get("budgets"), f"profile {where}")
     parse_lr_grid(profile.get("lr_grid"), f"profile {where}")
+    by_method = profile.get("method_lr_grids") or {}
+    if not isinstance(by_method, dict) or set(by_method) - set(REGISTRY) or set(by_method) & set(ADAPTER_METHODS):
+        raise SaloraError(f"profile {where}: method_lr_grids maps full / bitfit to their own lr grid "
+                          f"(the adapter methods use lr_grid), got {by_method!r}")
+    for method, grid in by_method.items():
+        parse_lr_grid(grid, f"profile {where}, method_lr_grids.{method}")
+    steps = profile.get("widen_lr_grid", 0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise SaloraError(f"profile {where}: widen_lr_grid is a number of grid steps >= 0, got {steps!r}")
     for i, entry in enumerate(profile.get("grid") or [], 1):
         task = entry.get("task", "?") if isinstance(entry, dict) else "?"
         _validate_entry(profile, entry, budgets, f"profile {where}, grid entry {i} ({task})")
@@ -143,7 +162,7 @@ def _validate_entry(profile: dict, entry: Any, budgets: list[RankBudget], here: 
     parse_lr_grid(entry.get("lr_grid"), here)
     if "tune_lr" in entry and not isinstance(entry["tune_lr"], bool):
         raise SaloraError(f"{here}: tune_lr must be true or false, got {entry['tune_lr']!r}")
-    if entry.get("tune_lr") and not _grid(profile, entry):
+    if entry.get("tune_lr") and not any(_grid(profile, entry, m) for m in entry["methods"]):
         raise SaloraError(f"{here}: tune_lr is true but no lr_grid applies")
     tuned = any(tunes_lr(profile, entry, m) for m in entry["methods"])
     if tuned and entry["seeds"][0] != 0:  # the rule, as stated in results/, chooses on seed 0
@@ -212,19 +231,64 @@ def entry_budgets(profile: dict, entry: dict, method: str) -> list[RankBudget | 
 
 
 def tunes_lr(profile: dict, entry: dict, method: str) -> bool:
-    if method not in ADAPTER_METHODS:
+    if not _grid(profile, entry, method):
         return False
-    default = bool(_grid(profile, entry)) and entry["task"].startswith("glue/")
-    return bool(entry.get("tune_lr", default))
+    return bool(entry.get("tune_lr", entry["task"].startswith("glue/")))
 
 
 def entry_lrs(profile: dict, entry: dict, method: str) -> list[float | None]:
     """The grid lrs `method` runs at for this entry; [None]: the configured lr only."""
-    return list(_grid(profile, entry)) if tunes_lr(profile, entry, method) else [None]
+    return list(_grid(profile, entry, method)) if tunes_lr(profile, entry, method) else [None]
 
 
-def _grid(profile: dict, entry: dict) -> list[float]:
+def _grid(profile: dict, entry: dict, method: str | None = None) -> list[float]:
+    """The lr grid of `method` (None: of the adapter methods) in this entry; [] for none."""
+    if method is not None and method not in ADAPTER_METHODS:
+        return parse_lr_grid((profile.get("method_lr_grids") or {}).get(method), "profile")
     return parse_lr_grid(entry.get("lr_grid"), "grid entry") or parse_lr_grid(profile.get("lr_grid"), "profile")
+
+
+def widen(planned: list[PlannedRun], runs_root: Path, steps: int) -> list[PlannedRun]:
+    """`planned` and the runs the edge rule adds (module docstring, widen_lr_grid), as far as the
+    finished selection runs under runs_root decide them. A group whose widened run has not finished
+    has no choice yet (Choice.chosen), so its next step waits for it."""
+    if steps <= 0:
+        return planned
+    out = list(planned)
+    grids: dict[Group, list[float]] = {}
+    for p in planned:
+        if p.selects:
+            grids.setdefault(p.group, []).append(p.lr)
+    while True:
+        added = []
+        for c in select(out, runs_root):
+            lr, tried, grid = c.chosen, sorted(c.runs), sorted(grids.get(c.group, []))
+            if lr is None or len(grid) < 2:
+                continue
+            ratio = grid[1] / grid[0]
+            if lr == tried[-1] and lr < grid[-1] * ratio ** steps / (1 + 1e-9):
+                new = lr * ratio
+            elif lr == tried[0] and lr > grid[0] / ratio ** steps * (1 + 1e-9):
+                new = lr / ratio
+            else:
+                continue
+            new = float(f"{new:.6g}")  # 5e-4 / 2 is 2.5e-4, not 0.00025000000000000006
+            added += [_with_lr(p, new) for p in out if p.group == c.group and p.lr == lr]
+        if not added:
+            return out
+        out += added
+
+
+def _with_lr(p: PlannedRun, lr: float) -> PlannedRun:
+    """The same run at another grid lr (the protocol layer, the one naming the task, holds the lr)."""
+    layers = [{**layer, "train": {**layer["train"], "lr": lr}} if "task" in layer and "train" in layer else layer
+              for layer in p.layers]
+    return dataclasses.replace(p, lr=lr, layers=layers)
+
+
+def at_edge(c: "Choice") -> bool:
+    """Whether the chosen lr is still the largest or smallest tried (widening stopped at its limit)."""
+    return c.chosen is not None and len(c.runs) > 1 and c.chosen in (min(c.runs), max(c.runs))
 
 
 def main_budget(profile: dict) -> int | None:
@@ -349,6 +413,8 @@ def selection_markdown(choices: list[Choice]) -> str:
             mark = "" if c.chosen is None else ("**chosen**" if lr == c.chosen else "")
             if c.chosen is None and lr == min(c.runs):
                 mark = "—"
+            elif lr == c.chosen and at_edge(c):
+                mark = "**chosen** (at the edge of its grid)"
             cells = [c.task, c.method, "—" if c.budget is None else str(c.budget)] + ([c.model] if multi_model else [])
             cells += [f"[{lr_text(lr)}](runs/{c.runs[lr]}/metrics.json)", str(c.seed), text, mark]
             lines.append("| " + " | ".join(cells) + " |")
@@ -378,10 +444,18 @@ def protocol_markdown(profile: dict) -> str:
         grids = sorted({tuple(_grid(profile, e)) for e in tuned})
         grid_text = "; ".join("[" + ", ".join(lr_text(x) for x in g) + "]" for g in grids)
         others = sorted({s for e in tuned for s in e["seeds"][1:]})
+        own = {m: g for m, g in (profile.get("method_lr_grids") or {}).items()
+               if any(m in e["methods"] for e in tuned)}
+        own_text = "".join(f"; {m}: [" + ", ".join(lr_text(x) for x in g) + "]" for m, g in own.items())
+        steps = profile.get("widen_lr_grid", 0)
         lines.append(
-            f"- **Learning rate**: one rule for every adapter method: its lr comes from the grid {grid_text}, "
+            f"- **Learning rate**: one rule for every {'tuned' if own else 'adapter'} method: its lr comes "
+            f"from the grid {grid_text}{' (adapter methods)' if own else ''}{own_text}, "
             "and the lr with the best dev score of seed 0 (the main metric at the run's best checkpoint) is "
             "chosen, per (task, method, budget); ties go to the smaller lr. "
+            + (f"Where the best lr is the grid's largest or smallest, seed 0 also runs one grid step beyond it "
+               f"and the rule chooses again, up to {steps} step{'s' if steps > 1 else ''} past either end "
+               "(a choice at the edge says nothing about the method). " if steps else "")
             + (_then_seeds(others) if others else "")
             + "Every lr's seed-0 score and the lr chosen: `selection.md` / `selection.json`, recomputed "
             "from the run folders whenever the results are rebuilt; only the chosen lr's runs enter the tables.")
@@ -390,7 +464,8 @@ def protocol_markdown(profile: dict) -> str:
             "lr is chosen on the split it is judged on, and the seed-0 score of the chosen lr is part of "
             "the reported mean (it is the best of the grid's tries). This favours every tuned method alike"
             + ("; the methods without a rank (full fine-tuning, BitFit) run at one fixed lr and get no such "
-               "choice." if any(m not in ADAPTER_METHODS for e in profile["grid"] for m in e["methods"]) else "."))
+               "choice." if any(m not in ADAPTER_METHODS and not tunes_lr(profile, e, m)
+                                for e in profile["grid"] for m in e["methods"]) else "."))
         untuned = [e["task"] for e in profile["grid"]
                    if not any(tunes_lr(profile, e, m) for m in e["methods"]) and any(
                        m in ADAPTER_METHODS for m in e["methods"])]

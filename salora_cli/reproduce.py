@@ -93,9 +93,26 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     total = len(first) + protocol.phase_two_count(planned)
     console.rule(f"profile {profile['name']}: {total} runs → {out}")
     runs_root = out / profile["name"]
+    # the committed record decides any widening it made, so its widened runs are restored too
+    restored = restore_committed(results / "runs", runs_root,
+                                 protocol.widen(every_seed, results / "runs", profile.get("widen_lr_grid", 0)), data)
+    if restored:
+        console.print(f"{len(restored)} finished run(s) taken from {results / 'runs'} (a part of the grid "
+                      f"run in an earlier sitting, maybe on another machine): not run again")
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
         _check_finished_run_matches(runs_root / p.folder_name, _planned_config(p, data))
     _run_phase(first, 1, total, runs_root, data, console)
+    steps = profile.get("widen_lr_grid", 0)
+    while True:  # a choice at the edge of its grid runs seed 0 one step further, until none is
+        widened = protocol.widen(every_seed, runs_root, steps)
+        new = [p for p in widened[len(every_seed):] if seeds is None or p.seed in seeds]
+        every_seed, planned = widened, planned + new
+        extra = [p for p in new if p.selects]
+        if not extra:
+            break
+        console.print(f"the lr grid widens: {', '.join(p.folder_name for p in extra)}")
+        total += len(extra)
+        _run_phase(extra, total - len(extra) + 1, total, runs_root, data, console)
     choices = protocol.select(every_seed, runs_root)
     second, waiting = protocol.phase_two(planned, choices)
     _report_choices(choices, waiting, console)
@@ -223,6 +240,38 @@ def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None
         _add_wall_time(runs_root, p.folder_name, time.perf_counter() - run_started, fresh=not resume)
 
 
+def restore_committed(committed: Path, runs_root: Path, planned: list[PlannedRun], data: str | None) -> list[str]:
+    """Bring back the finished runs a grid committed to results/runs/ in earlier sittings.
+
+    runs/ is not committed, so a grid that runs in parts over several sittings (possibly on fresh
+    machines) would otherwise run every earlier part again, and the report step would drop their
+    copies. A planned run with no folder under runs_root is restored from its committed record
+    (config, command, metrics, ranks, its transfers, and its recorded wall time) when that record
+    is finished and its config is what the profile now plans; any other is left to run. The
+    restored folder has no weights, so what needs them (efficiency.md's inference timing) skips it.
+    """
+    restored = []
+    for p in planned:
+        src, dest = committed / p.folder_name, runs_root / p.folder_name
+        if dest.exists() or not rd.is_finished(src) or not (src / "config.yaml").is_file():
+            continue
+        if cfgmod.first_difference(rd.load_config(src), _planned_config(p, data), ignore=("data_dir",)):
+            continue  # made with other settings (an edited profile, an older design): rerun it
+        runs_root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dest)
+        restored.append(p.folder_name)
+    if restored:
+        committed_times = _wall_times(committed)
+        with atomic.locked(runs_root / f".{WALL_TIMES}.lock"):
+            times = _wall_times(runs_root)
+            for name, seconds in committed_times.items():
+                owner = name.split(":", 1)[1].split("/", 1)[0] if name.startswith(f"{_TRANSFER_KEY}:") else name
+                if owner in restored and name not in times:
+                    times[name] = seconds
+            atomic.write_json(runs_root / WALL_TIMES, times)
+    return restored
+
+
 def _results_lock(results: Path) -> Path:
     # beside results/, not in it: results/ is committed
     return results.with_name(f".{results.name}.lock")
@@ -284,7 +333,8 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     from salora_cli.reports.magnitudes import write_for_grid as write_magnitudes
     from salora_cli.reports.runs import first_seed_per_task
 
-    every = plan(profile, Path(__file__).resolve().parents[1])
+    every = protocol.widen(plan(profile, Path(__file__).resolve().parents[1]), runs_root,
+                           profile.get("widen_lr_grid", 0))
     scan = find_runs([runs_root])
     planned = _planned_runs([r for r in scan.runs if r.family != "transfer"], {p.folder_name for p in every}, console)
     transfers = _planned_transfers(scan.runs, planned, runs_root)

@@ -255,3 +255,37 @@ def test_no_report_runs_without_building_results(tmp_path, capsys, fake_training
     code, out, err = run_cli(base, capsys)
     assert code == 0, err + out
     assert not [c for c in fake_training if not c.startswith("ranks:")] and (results / "glue.md").is_file()
+
+
+def test_edge_choices_widen_the_grid_then_the_rule_chooses_again(tmp_path, capsys, fake_training, monkeypatch):
+    """widen_lr_grid: a best lr at the grid's edge runs seed 0 one grid step beyond it (at most the
+    allowed steps), and only then do the other seeds run; BitFit takes its own grid by the same rule."""
+    profile = tmp_path / "widen.yaml"
+    text = PROFILE.read_text().replace("method_overrides:\n  bitfit: {train: {lr: 1.0e-3}}\n",
+                                       "method_lr_grids: {bitfit: [1.0e-3, 2.0e-3]}\nwiden_lr_grid: 1\n")
+    profile.write_text(text.replace("methods: [bitfit], seeds: [0]", "methods: [bitfit], seeds: [0, 1]"))
+    extra = {("salora", 2, 4e-3): 90.0, ("lora", 2, 5e-4): 83.0,  # each better one step beyond the edge
+             ("lora", 1, 4e-3): 64.0, ("bitfit", None, 2e-3): 60.0, ("bitfit", None, 4e-3): 55.0}
+    monkeypatch.setattr(__import__(__name__), "SCORES", {**SCORES, **extra})
+    results = tmp_path / "results"
+    args = ["reproduce", "--profile", profile, "--out", tmp_path / "runs", "--results", results]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err + out
+    chosen = {(g["method"], g["budget"]): g["chosen_lr"]
+              for g in json.loads((results / "selection.json").read_text())["groups"]}
+    # salora b2: 2e-3 was the top edge, 4e-3 wins and stays the edge (1 step allowed): kept and marked;
+    # lora b2: 1e-3 was the bottom edge, 5e-4 wins; salora b1's tie at 1e-3 widens down to 5e-4 (50 < 70);
+    # lora b1: 2e-3 at the top, 4e-3 loses (64 < 65): back inside; bitfit: 2e-3 at the top, 4e-3 loses
+    assert chosen == {("salora", 2): 4e-3, ("salora", 1): 1e-3, ("lora", 2): 5e-4, ("lora", 1): 2e-3,
+                      ("bitfit", None): 2e-3}
+    trained = [c for c in fake_training if not c.startswith("ranks:")]
+    widened = [c for c in trained if "lr4e-03" in c or "lr5e-04" in c]
+    assert all(c.endswith("seed0") for c in widened[:5]) and len([c for c in widened if c.endswith("seed0")]) == 5
+    assert "glue-sst2_salora_b2_lr4e-03_minilm-l6_seed1" in trained  # seed 1 at the widened choice
+    assert "glue-sst2_bitfit_lr2e-03_minilm-l6_seed1" in trained
+    assert "(at the edge of its grid)" in (results / "selection.md").read_text()
+    assert "one grid step beyond it" in (results / "README.md").read_text()
+    # the report step finds the widened runs again from the folders alone
+    fake_training.clear()
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and [c for c in fake_training if not c.startswith("ranks:")] == [], err

@@ -107,6 +107,17 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert out.count("skipped") == 6
+    # a later sitting on a fresh machine (no runs/): the committed records are restored, not rerun,
+    # and the tables come out the same (the inference timing says it has no weights to time)
+    import shutil
+    glue_md = (results / "glue.md").read_text()
+    shutil.rmtree(tmp_path / "runs")
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "6 finished run(s) taken from" in out and out.count("skipped") == 6
+    assert (results / "glue.md").read_text() == glue_md
+    assert json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text()) == wall
+    assert "not measured: the run's weights are not on this machine" in (results / "efficiency.md").read_text()
 
 
 def test_rerun_refuses_a_finished_run_whose_profile_changed(tmp_path, capsys, shared_data, monkeypatch):

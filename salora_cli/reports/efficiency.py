@@ -69,6 +69,9 @@ def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
              "added latency. (Style transfer is left out: generation lengths differ between models.)", "",
              "| Task | base (s) | merged SaLoRA (s) | merged ÷ base |", "|---|---:|---:|---:|"]
     for task, run in firsts.items():
+        if not (run.path / "adapter").is_dir():  # a run restored from results/runs: no weights here
+            lines.append(f"| {task} | – | – | not measured: the run's weights are not on this machine |")
+            continue
         base_s, merged_s = measure_merged_inference(run.path, n_examples)
         lines.append(f"| {task} | {base_s:.3f} | {merged_s:.3f} | {merged_s / base_s:.2f} |")
     return lines
