@@ -40,8 +40,10 @@ class SequenceClassificationTask(Task):
         names = self.head_labels()
         named = {} if names is None else {"id2label": dict(enumerate(names)),
                                           "label2id": {n: i for i, n in enumerate(names)}}
-        model = load_pretrained(AutoModelForSequenceClassification, model_ref,
-                                num_labels=self.num_labels, problem_type=problem, **named)
+        # ignore_mismatched_sizes: a checkpoint fine-tuned for another number of labels gets a fresh head
+        # of this task's size (the head always trains) instead of failing to load
+        model = load_pretrained(AutoModelForSequenceClassification, model_ref, num_labels=self.num_labels,
+                                problem_type=problem, ignore_mismatched_sizes=True, **named)
         if missing_pad or getattr(model.config, "pad_token_id", None) is None:
             # Sequence-classification heads of decoder models find the last real token via this id.
             model.config.pad_token_id = tokenizer.pad_token_id
