@@ -34,6 +34,7 @@ CONFIGS = PROJECT / "configs"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 STYLE_TASKS = ("yelp", "gyafc")
 INSTRUCT_TASKS = ("alpaca",)
+OWN_DATA_TASKS = ("file",)  # `salora train classify`: task classify/file, the files named by flags
 
 Opt = typer.Option
 Arg = typer.Argument
@@ -95,6 +96,9 @@ def _train(family: str, task: str, known: tuple, config, sets, out, resume, over
     cfg = _resolve(family, task, config, sets, overrides)
     run = Path(out) if out else rd.default_run_dir(cfg)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under a multi-process launch
+    note = _settle_task_options(cfg)  # before the check: --resume compares the settled config
+    if note and main_process:
+        console.print(note, highlight=False)
     rd.check(run, cfg, resume=resume, overwrite=overwrite)
     if resume and rd.is_finished(run):
         console.print(f"{run} has already finished; nothing to resume")
@@ -118,11 +122,22 @@ def _train(family: str, task: str, known: tuple, config, sets, out, resume, over
         raise Interrupted(f"run {run} stopped before it finished; continue it from its last checkpoint with: "
                           f"{resume_command(sys.argv, run)}") from None
     best = metrics["best"] or metrics["final"]
+    baseline = trainer.task.baseline_note(best["metrics"])
     console.print(f"[green]done[/]: {metrics['main_metric']} best {best['metrics'][metrics['main_metric']]:.2f}"
                   f" (step {best['step']}), final {metrics['final']['metrics'][metrics['main_metric']]:.2f}"
-                  f" · {metrics['train_time_s']:.0f} s · {run}")
+                  + (f" · {baseline}" if baseline else "") + f" · {metrics['train_time_s']:.0f} s · {run}")
     _wrote(_run_files(run))
     return metrics
+
+
+def _settle_task_options(cfg: cfgmod.RunConfig) -> str | None:
+    """Add to cfg.task_options what the task decides from its data (tasks.base.Task.settle_options);
+    returns the task's console line about it."""
+    import tasks
+
+    added, note = tasks.get(cfg.task).configure(**cfg.task_options).settle_options(cfg.data_dir)
+    cfg.task_options = {**cfg.task_options, **added}
+    return note
 
 
 def resume_command(argv: list[str], run: Path) -> str:
@@ -216,6 +231,37 @@ def train_instruct(
     _train("instruct", task, INSTRUCT_TASKS, config, set_, out, resume, overwrite, overrides)
 
 
+@train_app.command("classify", epilog=TRAIN_EPILOG)
+@with_config_flags(exclude=("style_scoring", "data_dir"), help_text={
+    "model": "Hub id, local folder, or offline alias (configs/classify/file.yaml: minilm-l6)"})
+def train_classify(
+    train_file: Annotated[Optional[Path], Opt(metavar="FILE", help="Training examples: .csv, .tsv, .json (a list "
+                                              "of records) or .jsonl")] = None,
+    validation_file: Annotated[Optional[Path], Opt(metavar="FILE", help="Examples evaluated during training; the "
+                                                   "best checkpoint is chosen on them")] = None,
+    test_file: Annotated[Optional[Path], Opt(metavar="FILE", help="Held-out examples scored once at the end with "
+                                             "the best checkpoint (optional)")] = None,
+    text_columns: Annotated[Optional[str], Opt(metavar="A[,B]", help="One text column, or two read as a pair "
+                                               "(default: sentence1+sentence2, question+sentence, question+passage, "
+                                               "sentence or text, else the first one or two text columns)")] = None,
+    label_column: Annotated[Optional[str], Opt(metavar="NAME", help="Label column (default: label): text, "
+                                               "integers or booleans are classes, decimal numbers a regression "
+                                               "target")] = None,
+    config: Config = None, out: Out = None, set_: Sets = [], resume: Resume = False, overwrite: Overwrite = False,
+    overrides: dict = None,
+):
+    """Fine-tune a classifier (or a regressor) on your own CSV, TSV, JSON or JSON Lines files. The text columns
+    and the classes in id order are recorded in the run's config.yaml; `salora predict RUN_DIR FILE` labels
+    new rows. Other task options: --set task_options.problem=regression (integer scores),
+    task_options.labels=[...] (the classes in your order)."""
+    given = {"train_file": train_file, "validation_file": validation_file, "test_file": test_file,
+             "text_columns": text_columns, "label_column": label_column}
+    options = {k: cfgmod.absolute_path(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
+    if options:
+        overrides = cfgmod.merge_dicts(overrides or {}, {"task_options": options})
+    _train("classify", "file", OWN_DATA_TASKS, config, set_, out, resume, overwrite, overrides)
+
+
 Checkpoint = Annotated[str, Opt(metavar="best|final", help="Which saved weights: best (at the best dev evaluation) "
                                                           "or final (at the last step)")]
 
@@ -243,6 +289,30 @@ def eval_cmd(
 
     _, written = evaluate_run(run_dir, split, checkpoint, console, data_dir=data_dir, scorers=attach_scorers)
     _wrote([written])
+
+
+@app.command("predict")
+def predict_cmd(
+    run_dir: Annotated[Path, Arg(metavar="RUN_DIR", help="A run trained with `salora train classify`")],
+    file: Annotated[Path, Arg(metavar="FILE", help="Rows to predict (.csv, .tsv, .json, .jsonl) with the run's "
+                                                   "text columns; a label column may be there or not")],
+    out: Annotated[Optional[Path], Opt(metavar="FILE", help="Write the predictions here, in the format of its "
+                                                            "extension (default: CSV on stdout)")] = None,
+    checkpoint: Checkpoint = "best",
+    overwrite: Annotated[bool, Opt(help="Replace --out if it exists")] = False,
+):
+    """Label new rows with a trained run: every input row, in input order, with the predicted label and each
+    class's probability (prob_<label>), or the predicted score for a regression."""
+    _quiet_libraries()
+    from salora_cli.predict import predict_file
+
+    text, rows = predict_file(run_dir, file, out, checkpoint, overwrite)
+    if out is None:
+        sys.stdout.write(text)
+        err_console.print(f"predicted {rows} rows with {run_dir} ({checkpoint} checkpoint)", highlight=False)
+        return
+    console.print(f"predicted {rows} rows with {run_dir} ({checkpoint} checkpoint)", highlight=False)
+    _wrote([out])
 
 
 @app.command("transfer")

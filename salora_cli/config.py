@@ -298,13 +298,14 @@ def absolute_path(path: str | os.PathLike | None) -> str | None:
 
 
 FAMILY_FOLDERS = ("glue", "instruct")  # families whose tasks share one folder under the data root
+NAMED_FILES = ("classify",)  # families whose files are named one by one (task_options), not found in a folder
 
 
 def default_data_dir(data_root: str | os.PathLike | None, task: str) -> str | None:
     """A task's folder under a data root ($SALORA_DATA): <root>/glue for GLUE, <root>/instruct for
     instruction tuning (one folder of Alpaca-format files), <root>/<name> else."""
-    if not data_root:
-        return None
     family, name = task.split("/", 1)
+    if not data_root or family in NAMED_FILES:
+        return None
     sub = Path(data_root) / (family if family in FAMILY_FOLDERS else name)
     return absolute_path(sub) if sub.exists() else None

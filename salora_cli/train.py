@@ -274,8 +274,9 @@ class Trainer:
         model, checkpoint = self._test_model()
         metrics, generate_s, score_s = self._test_metrics(model, self.splits[split])
         if self.accelerator.is_main_process:
-            lines = "".join(json.dumps(o) + "\n" for o in self.task.outputs_to_save())
-            atomic.write_text(self.out / "generations.jsonl", lines)
+            outputs = self.task.outputs_to_save()
+            if outputs:  # a classifier's test split has none
+                atomic.write_text(self.out / "generations.jsonl", "".join(json.dumps(o) + "\n" for o in outputs))
             self.console.print("  test: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         # Costs apart (train_time_s is the loop's): generating the rewrites, scoring them (classifier,
         # fluency LM), and loading the scorers (which includes training the classifier once, if not cached).
@@ -500,8 +501,10 @@ class Trainer:
             if self.accelerator.is_main_process:
                 rd.replace_folder(self.out / "best", self.method.save)
         if self.accelerator.is_main_process:
+            notes = [n for n in (self.task.baseline_note(metrics),
+                                 "" if record["at_budget"] else "before the final budget") if n]
             self.console.print(f"  step {step}: {self.task.main_metric} = {main:.2f}"
-                               + ("" if record["at_budget"] else " (before the final budget)")
+                               + (f" ({'; '.join(notes)})" if notes else "")
                                + (f" [yellow]warning: every prediction is class {flag['predicted_class']!r}"
                                   " (degenerate classifier)[/]" if flag else ""))
         return record

@@ -5,7 +5,7 @@ import importlib
 
 from tasks.base import Task, degenerate_flag, register, registered, registered_names
 
-BUILTIN = ("tasks.glue", "tasks.style", "tasks.style_classifier", "tasks.instruct")  # importing one registers its tasks
+BUILTIN = ("tasks.glue", "tasks.style", "tasks.style_classifier", "tasks.instruct", "tasks.own_data")  # importing one registers its tasks
 
 __all__ = ["Task", "degenerate_flag", "get", "register", "task_names"]
 

@@ -39,6 +39,13 @@ class Task:
             raise SaloraError(f"task {self.name} takes no task_options (got {', '.join(sorted(options))})")
         return self
 
+    def settle_options(self, data_dir: str | None) -> tuple[dict[str, Any], str | None]:
+        """Before a run starts: task_options to add to the ones given, decided from the data (own data: the
+        text columns, the classes in id order), and a console line saying what was decided (None: nothing).
+        The run's config.yaml records them, so eval, predict and --resume rebuild the same task without
+        deciding again, and a resumed run whose data now decides otherwise is refused. Default: nothing."""
+        return {}, None
+
     def load_splits(self, data_dir: str | None, *, max_train_samples: int | None = None,
                     seed: int = 0) -> dict[str, list[Example]]:
         """Return {"train": [...], <eval splits>: [...]}; raise SaloraError on bad data."""
@@ -68,6 +75,11 @@ class Task:
         """Metrics of `model` on `examples`: predict, then score."""
         return self.score(examples, self.predict(model, tokenizer, examples, batch_size=batch_size,
                                                  max_length=max_length, device=device))
+
+    def baseline_note(self, metrics: dict[str, float]) -> str:
+        """What an evaluation's main metric should be compared with, for the console (own data: the
+        majority-class accuracy); "" for nothing."""
+        return ""
 
     def fit_to_length(self, tokenizer: Any, examples: list[Example], max_length: int, split: str) -> list[Example]:
         """The examples that can be used at `max_length` tokens, once the tokenizer is known (default:

@@ -58,12 +58,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from salora.errors import SaloraError
-from tasks.models import hub_endpoint, hub_unavailable, load_pretrained
+from tasks.models import hub_endpoint, hub_unavailable
 from tasks import metrics as M
-from tasks.base import Example, Task, register, single_class
+from tasks.base import Example, register, single_class
+from tasks.sequence_classification import SequenceClassificationTask
+from tasks.utf8 import first_non_utf8_line
 
 HUB_DATASET = "nyu-mll/glue"
 SPLITS = ("train", "dev")
@@ -122,7 +122,7 @@ GLUE_SPECS: dict[str, GlueSpec] = {s.key: s for s in (
 )}
 
 
-class GlueTask(Task):
+class GlueTask(SequenceClassificationTask):
     """One GLUE task, driven by its `GlueSpec`."""
 
     def __init__(self, spec: GlueSpec):
@@ -281,7 +281,7 @@ class GlueTask(Task):
                     if with_ids:
                         ids.append(fields[iid])
         except UnicodeDecodeError as exc:
-            raise SaloraError(f"{path}, line {_first_non_utf8_line(path)}: not UTF-8 text ({exc.reason})") from exc
+            raise SaloraError(f"{path}, line {first_non_utf8_line(path)}: not UTF-8 text ({exc.reason})") from exc
         except csv.Error as exc:
             raise SaloraError(f"{path}: unreadable TSV ({exc})") from exc
         if not examples:
@@ -376,67 +376,6 @@ class GlueTask(Task):
             examples.append(ex)
         return examples
 
-    # ----------------------------------------------------------------- model
-    def build_model(self, model_ref: str) -> tuple[torch.nn.Module, Any]:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        tokenizer = load_pretrained(AutoTokenizer, model_ref)
-        missing_pad = tokenizer.pad_token is None
-        if missing_pad:
-            # Decoder-only models (GPT-2, Llama) ship without a pad token; eos is the usual stand-in.
-            if tokenizer.eos_token is None:
-                raise SaloraError(f"tokenizer of '{model_ref}' has neither a pad nor an eos token")
-            tokenizer.pad_token = tokenizer.eos_token
-        problem = "regression" if self.is_regression else "single_label_classification"
-        model = load_pretrained(AutoModelForSequenceClassification, model_ref,
-                                num_labels=self.num_labels, problem_type=problem)
-        if missing_pad or getattr(model.config, "pad_token_id", None) is None:
-            # Sequence-classification heads of decoder models find the last real token via this id.
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return model, tokenizer
-
-    def collate(self, tokenizer: Any, examples: list[Example], max_length: int) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("collate needs at least one example")
-        text_a = [ex["text_a"] for ex in examples]
-        has_b = [ex.get("text_b") is not None for ex in examples]
-        if any(has_b) and not all(has_b):
-            raise ValueError(f"{self.name}: examples mix single sentences and sentence pairs")
-        text_b = [ex["text_b"] for ex in examples] if all(has_b) else None
-        enc = tokenizer(text_a, text_b, truncation=True, max_length=max_length,
-                        padding="longest", return_tensors="pt")
-        batch = dict(enc)
-        dtype = torch.float32 if self.is_regression else torch.long
-        batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=dtype)
-        return batch
-
-    def evaluate(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
-                 batch_size: int, max_length: int, device: torch.device) -> dict[str, float]:
-        return self.score(examples, self.predict(model, tokenizer, examples, batch_size=batch_size,
-                                                 max_length=max_length, device=device))
-
-    def predict(self, model: torch.nn.Module, tokenizer: Any, examples: list[Example], *,
-                batch_size: int, max_length: int, device: torch.device) -> list[float | int]:
-        """One prediction per example (class id, or the regression value); no metrics.
-
-        Split from `score` so several processes can each predict a shard and gather them.
-        """
-        if not examples:
-            raise SaloraError(f"{self.name}: no examples to evaluate")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        preds: list[float | int] = []
-        with torch.no_grad():
-            for start in range(0, len(examples), batch_size):
-                batch = self.collate(tokenizer, examples[start:start + batch_size], max_length)
-                batch.pop("labels")  # gold labels come from `examples`; no loss needed here
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                if self.is_regression:
-                    preds.extend(logits.reshape(len(logits), -1)[:, 0].float().cpu().tolist())
-                else:
-                    preds.extend(logits.argmax(dim=-1).cpu().tolist())
-        return preds
-
     def score(self, examples: list[Example], preds: list[float | int]) -> dict[str, float]:
         labels = [ex["label"] for ex in examples]
         only = None if self.is_regression else single_class(preds)
@@ -461,18 +400,6 @@ class GlueTask(Task):
                "pearson": M.pearson, "spearman": M.spearman}
         names = (M.GLUE_MAIN_METRIC[key],) + M.GLUE_EXTRA_METRICS[key]
         return {name: fns[name](labels, preds) for name in names}
-
-
-def _first_non_utf8_line(path: Path) -> int:
-    """1-based number of the first line that is not valid UTF-8 (the text reader decodes in chunks,
-    so its error position is no use for finding the line)."""
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return 0
 
 
 def _sample_folders(folder: Path) -> list[Path]:

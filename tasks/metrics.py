@@ -1,4 +1,6 @@
-"""GLUE metrics as small pure functions, every one returned as a percentage (x100) Python float.
+"""Metrics as small pure functions, every one returned as a percentage (x100) Python float except the
+RMSEs (in the labels' units). GLUE uses the first five; own data (tasks/own_data.py) adds macro-F1, RMSE and
+the constant-answer baselines.
 
 Which metric is reported per task follows the LoRA (Hu et al. 2021) / AdaLoRA (Zhang et al. 2023)
 GLUE tables; the *main* metric (first) picks the best checkpoint and enters the GLUE average:
@@ -73,6 +75,13 @@ def f1(labels: Sequence[int], preds: Sequence[int]) -> float:
     return float(100.0 * skm.f1_score(y_true, y_pred, pos_label=1, average="binary", zero_division=0))
 
 
+def macro_f1(labels: Sequence[int], preds: Sequence[int]) -> float:
+    """Unweighted mean of the per-class F1 over the classes in the labels or the predictions (a rare
+    class counts as much as a common one); 0 for a class never predicted."""
+    y_true, y_pred = _check(labels, preds)
+    return float(100.0 * skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
 def matthews_corrcoef(labels: Sequence[int], preds: Sequence[int]) -> float:
     """MCC (CoLA); scikit-learn returns 0 when a row or column of the confusion matrix is empty."""
     y_true, y_pred = _check(labels, preds)
@@ -96,6 +105,26 @@ def pearson(labels: Sequence[float], preds: Sequence[float]) -> float:
 
 def spearman(labels: Sequence[float], preds: Sequence[float]) -> float:
     return _correlation(stats.spearmanr, labels, preds)
+
+
+def rmse(labels: Sequence[float], preds: Sequence[float]) -> float:
+    """Root mean squared error, in the labels' own units (not a percentage)."""
+    y_true, y_pred = _check(labels, preds)
+    return float(np.sqrt(skm.mean_squared_error(y_true.astype(float), y_pred.astype(float))))
+
+
+# Baselines: the best any constant answer can do on the evaluated examples themselves, so a number
+# beside them says whether the model learned anything from the texts.
+def majority_accuracy(labels: Sequence[int]) -> float:
+    """Accuracy of always answering the most frequent class of `labels`."""
+    y_true, _ = _check(labels, labels)
+    return float(100.0 * np.unique(y_true, return_counts=True)[1].max() / y_true.size)
+
+
+def mean_rmse(labels: Sequence[float]) -> float:
+    """RMSE of always answering the mean of `labels` (their standard deviation)."""
+    y_true, _ = _check(labels, labels)
+    return float(np.std(y_true.astype(float)))
 
 
 def glue_average(per_task_main: dict[str, float]) -> float | None:

@@ -1,7 +1,10 @@
 """Run the `salora` CLI in-process (fast) the way a user would, capturing exit code and output."""
 from __future__ import annotations
 
+import io
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from types import SimpleNamespace
 
 import pytest
 
@@ -33,7 +36,23 @@ def assert_clean_error(code: int, err: str, *fragments: str) -> None:
         assert f in text, (f, err)
 
 
+class _Sink:
+    """Stands in for capsys where there is none (a module-scoped fixture): the output goes to a buffer."""
+
+    def readouterr(self):
+        return SimpleNamespace(out="", err="")
+
+
+def run_cli_ok(args: list[str]) -> None:
+    """Run a command that must succeed, without capsys (a module-scoped fixture); its output is shown only
+    when it fails."""
+    buf = io.StringIO()
+    with redirect_stdout(buf), redirect_stderr(buf):
+        code, _, _ = run_cli(args, _Sink())
+    assert code == 0, buf.getvalue()
+
+
 QUICK = ["--max-steps", "4", "--batch-size", "8", "--max-length", "32", "--max-eval-samples", "24",
          "--set", "train.eval_batch_size=24", "--set", "train.log_every=1"]
 
-__all__ = ["run_cli", "assert_clean_error", "QUICK", "pytest"]
+__all__ = ["run_cli", "run_cli_ok", "assert_clean_error", "QUICK", "pytest"]

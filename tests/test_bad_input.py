@@ -7,16 +7,13 @@ trained once per module and copied before anything is damaged.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from cli_helpers import assert_clean_error, run_cli
+from cli_helpers import assert_clean_error, run_cli, run_cli_ok
 from conftest import FIXTURES
 
 BAD = FIXTURES / "bad_input"
@@ -192,20 +189,6 @@ def test_gyafc_missing(capsys, tmp_path, monkeypatch, given):
 
 
 # ------------------------------------------------------------------ finished runs (6, 7)
-class _Sink:
-    """Stands in for capsys in the module-scoped fixture (the output goes to a buffer instead)."""
-
-    def readouterr(self):
-        return SimpleNamespace(out="", err="")
-
-
-def _train_quiet(args) -> None:
-    buf = io.StringIO()
-    with redirect_stdout(buf), redirect_stderr(buf):
-        code, _, _ = run_cli(args, _Sink())
-    assert code == 0, buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared_data) -> dict[str, Path]:
     """Two finished tiny runs on SST-2: salora (adapters, ranks.json) and full fine-tuning."""
@@ -214,7 +197,7 @@ def runs(tmp_path_factory, shared_data) -> dict[str, Path]:
     out = {}
     for method, extra in (("salora", SALORA_FLAGS), ("full", ["--method", "full"])):
         run = root / method
-        _train_quiet(_train("sst2", glue, run, *extra))
+        run_cli_ok(_train("sst2", glue, run, *extra))
         out[method] = run
     assert (out["salora"] / "best" / "adapter_model.safetensors").exists()
     return out
