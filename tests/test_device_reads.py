@@ -39,7 +39,7 @@ def test_a_step_that_neither_logs_nor_reports_reads_nothing_back(tmp_path, share
     cfg = cfgmod.build_config({
         "task": "glue/sst2", "method": method, "model": str(make_tiny_model(tmp_path / "tiny")),
         "data_dir": str(make_small_glue(shared_data / "glue", tmp_path / "glue")),
-        "adapter": {"r_init": 4, "budget": 2, "prune_every": 50, "ramp_start": 0.0},
+        "adapter": {"r_init": 4, "budget": 2, "prune_every": 50, "ramp_removals": 0, "ramp_start": 0.0},
         "train": {"batch_size": 8, "max_steps": 100, "max_length": 32, "eval_every": 1000, "lr": 0.01,
                   "log_every": 10, "seed": 3}})
     trainer = Trainer(cfg, tmp_path / "run", console=Console(file=open(os.devnull, "w")))

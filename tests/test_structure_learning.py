@@ -111,14 +111,15 @@ def test_weighted_penalty_is_zero_for_orthogonal_components_and_positive_for_ove
 
 def test_no_push_before_ramp_start():
     """The ranked push's lead never starts it before ramp_start: the first components close once the
-    task has had its say (with lead_before_ramp, the previous behaviour, it starts at step 2)."""
+    task has had its say (with lead_before_ramp and the earlier 10 % lead, it starts at step 2)."""
     import salora
 
     def multipliers(lead_before_ramp: bool) -> list[float]:
         torch.manual_seed(0)
         model = _Pair()
         handle = salora.attach(model, AdapterConfig(r_init=4, target_modules=["f"], budget=2,
-                                                    lead_before_ramp=lead_before_ramp), total_steps=100)
+                                                    lead_before_ramp=lead_before_ramp,
+                                                    push_lead=0.1 if lead_before_ramp else 0.0), total_steps=100)
         optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
         seen = []
         for _ in range(9):  # ramp_start 0.1 of 100 steps: step 10
@@ -185,7 +186,7 @@ def test_a_step_that_does_not_prune_never_reads_a_value_back_from_the_device():
     torch.manual_seed(0)
     model = _Pair()
     handle = salora.attach(model, AdapterConfig(r_init=4, target_modules=["f"], budget=2, ramp_start=0.0,
-                                                prune_every=1000), total_steps=100)
+                                                prune_every=1000, ramp_removals=0), total_steps=100)
     optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
     for step in range(1, 6):
         model(torch.randn(4, 16)).pow(2).mean().backward()
@@ -262,3 +263,65 @@ def test_lazy_orthogonality_term_on_every_kth_step_at_k_times_its_weight():
             assert orth > 0.1 and added == pytest.approx(0.3 * orth, rel=1e-5), (step, lazy)
     with pytest.raises(SaloraError, match="orth_every"):
         AdapterConfig(orth_every=0).validate()
+
+
+class _Stack(nn.Module):
+    """Six 24 x 24 matrices, so a 12 -> 8 budget has 72 components to remove."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(24, 24) for _ in range(6))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return x
+
+
+def _rank_trajectory(total_steps: int, **overrides) -> tuple[list[int], list[float], int]:
+    """The physical total rank after each step, the target total at each step, and n matrices."""
+    import salora
+
+    torch.manual_seed(0)
+    model = _Stack()
+    handle = salora.attach(model, AdapterConfig(r_init=12, budget=8, target_modules=[r"layers\.\d+"],
+                                                **overrides), total_steps=total_steps)
+    optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-3)
+    ranks, targets = [], []
+    for step in range(1, total_steps + 1):
+        model(torch.randn(8, 24)).pow(2).mean().backward()
+        optimizer.step()
+        handle.step(optimizer)
+        optimizer.zero_grad()
+        ranks.append(handle.adapters.total_rank())
+        targets.append(handle.controller.target(step) * len(handle.adapters))
+    return ranks, targets, len(handle.adapters)
+
+
+@pytest.mark.parametrize("total_steps", [50, 250])
+def test_removal_follows_the_target_through_the_ramp(total_steps):
+    """Issue 36: no removal step takes more than 30 % of all removal, and the physical rank is never
+    more than one removal's worth under the target. The previous schedule (a 10 % lead from the
+    ramp's first step, a removal every 5 steps, gain 20) fails the first of these at 50 steps."""
+    ranks, targets, n = _rank_trajectory(total_steps)
+    removed = n * 12 - ranks[-1]
+    drops = [a - b for a, b in zip([n * 12] + ranks, ranks)]
+    assert removed == n * 4 and max(drops) <= 0.3 * removed, drops
+    assert all(r >= t - 0.15 * removed for r, t in zip(ranks, targets)), list(zip(ranks, targets))
+    old, _, _ = _rank_trajectory(total_steps, push_lead=0.1, ramp_removals=0, multiplier_damping=20.0)
+    old_drops = [a - b for a, b in zip([n * 12] + old, old)]
+    if total_steps == 50:
+        assert max(old_drops) > 0.3 * removed  # the test can tell the two schedules apart
+
+
+def test_removal_interval_fits_the_ramp_and_the_aim_is_the_next_removal():
+    from salora.budget import BudgetController
+
+    assert BudgetController(AdapterConfig(), 250).removal_every() == 5  # 150-step ramp: prune_every
+    assert BudgetController(AdapterConfig(), 50).removal_every() == 1  # 25-step ramp: 20 removals
+    assert BudgetController(AdapterConfig(), 80).removal_every() == 2
+    assert BudgetController(AdapterConfig(ramp_removals=0), 50).removal_every() == 5
+    c = BudgetController(AdapterConfig(), 250)
+    assert [c.aim(s) for s in (10, 25, 26, 30, 31)] == [10, 25, 30, 30, 35]  # nothing before ramp_start (25)
+    old = BudgetController(AdapterConfig(push_lead=0.1, ramp_removals=0), 250)
+    assert [old.aim(s) for s in (10, 25, 26)] == [10, 50, 51]  # the previous 10 % lead, exactly
