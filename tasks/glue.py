@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import torch
 
 from salora.errors import SaloraError
-from tasks.models import hub_endpoint, hub_unavailable, load_pretrained
+from tasks.models import hub_endpoint, hub_unavailable, load_marking_new, load_pretrained
 from tasks import metrics as M
 from tasks.base import Example, Task, register, single_class
 
@@ -292,8 +292,9 @@ class GlueTask(Task):
                 raise SaloraError(f"tokenizer of '{model_ref}' has neither a pad nor an eos token")
             tokenizer.pad_token = tokenizer.eos_token
         problem = "regression" if self.is_regression else "single_label_classification"
-        model = load_pretrained(AutoModelForSequenceClassification, model_ref,
-                                num_labels=self.num_labels, problem_type=problem)
+        # the head, and any other module the checkpoint lacks, is marked for the methods to train and save
+        model = load_marking_new(AutoModelForSequenceClassification, model_ref,
+                                 num_labels=self.num_labels, problem_type=problem)
         if missing_pad or getattr(model.config, "pad_token_id", None) is None:
             # Sequence-classification heads of decoder models find the last real token via this id.
             model.config.pad_token_id = tokenizer.pad_token_id
