@@ -367,12 +367,20 @@ def reproduce(
     results: Annotated[Path, Opt(metavar="DIR", help="Folder for the tables, figures and README")] = Path("results"),
     report: Annotated[bool, Opt(help="Build results/ after the runs; --no-report runs only (re-timing runs one "
                                      "per process, say), and a later invocation builds it")] = True,
+    plan: Annotated[bool, Opt("--plan", help="Only print every run the profile would start, with its steps, tokens, "
+                                             "estimated GPU-hours and disk (no model is loaded; seconds)")] = False,
 ):
     """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
+    path, seed_list = _profile_path(profile), _seed_list(seeds)
+    if plan:
+        from salora_cli.plan import build_plan, print_plan
+
+        print_plan(build_plan(path, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods), seed_list), console)
+        _wrote([])
+        return
     _quiet_libraries()
     from salora_cli.reproduce import run_grid
 
-    path, seed_list = _profile_path(profile), _seed_list(seeds)
     started = time.time()
     try:
         with _sigterm_as_interrupt():

@@ -29,7 +29,7 @@ from salora_cli import run_dir as rd
 from salora_cli.errors import SaloraError
 from salora_cli.protocol import PlannedRun
 
-__all__ = ["PlannedRun", "build_results", "load_profile", "plan", "run_grid"]
+__all__ = ["PlannedRun", "build_results", "load_profile", "plan", "planned_config", "run_grid", "wall_time_part"]
 
 
 def load_profile(path: Path) -> dict:
@@ -94,7 +94,7 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     console.rule(f"profile {profile['name']}: {total} runs → {out}")
     runs_root = out / profile["name"]
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
-        _check_finished_run_matches(runs_root / p.folder_name, _planned_config(p, data))
+        _check_finished_run_matches(runs_root / p.folder_name, planned_config(p, data))
     _run_phase(first, 1, total, runs_root, data, console)
     choices = protocol.select(every_seed, runs_root)
     second, waiting = protocol.phase_two(planned, choices)
@@ -209,7 +209,7 @@ def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None
     from salora_cli.style_scoring import attach_scorers
     from salora_cli.train import CHECKPOINT, Trainer
 
-    cfg = _planned_config(p, data)
+    cfg = planned_config(p, data)
     resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None
     console.rule(f"{n} {p.folder_name}" + (" (resuming)" if resume else ""))
     run_started = time.perf_counter()
@@ -228,7 +228,7 @@ def _results_lock(results: Path) -> Path:
     return results.with_name(f".{results.name}.lock")
 
 
-def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
+def planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
     cfg = cfgmod.build_config(*p.layers)
     if cfg.data_dir is None:
         cfg.data_dir = cfgmod.default_data_dir(data, cfg.task)
@@ -439,12 +439,18 @@ def _grid_wall_times(runs_root: Path, every: list[PlannedRun]) -> dict[str, floa
     return {name: s for name, s in _wall_times(runs_root).items() if in_profile(name)}
 
 
+def wall_time_part(name: str) -> str:
+    """The part a wall_times.json entry is summed in: a task's runs (the folder name's task prefix), and
+    the zero-shot transfers (recorded since 2026-12-01) as one part of their own. The plan
+    (salora_cli/plan.py) sums its estimates by the same parts."""
+    return "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
+
+
 def _parts_markdown(times: dict[str, float]) -> str:
-    """Summed wall time per part: a task's runs (the folder name's task prefix), and the zero-shot
-    transfers (recorded since 2026-12-01) as one part of their own."""
+    """Summed wall time per part (wall_time_part)."""
     parts: dict[str, float] = {}
     for name, seconds in times.items():
-        part = "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
+        part = wall_time_part(name)
         parts[part] = parts.get(part, 0.0) + seconds
     return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
 
