@@ -288,31 +288,20 @@ def total_line(plan: Plan) -> str:
 
 
 def print_plan(plan: Plan, console) -> None:
-    """Every run, the parts, what the numbers rest on, and the total line last. Plain aligned columns,
-    never cropped: a plan is read in a terminal and in a file alike."""
+    """Every run, the parts, what the numbers rest on, and the total line last."""
+    from salora_cli.console import print_columns
+
     runs = [(r.part, r.name, r.stage, f"{r.steps:,}", tokens_text(r.tokens),
              *((hours_text(r.gpu_hours), hours_text(r.cpu_hours), bytes_text(r.disk_bytes)) if r.known_size
                else ("?", "?", "?"))) for r in plan.rows]
-    _print_columns(console, f"profile {plan.profile}: every run it would start",
+    print_columns(console, f"profile {plan.profile}: every run it would start",
                    ("part", "run folder", "stage", "steps", "tokens", "GPU-h", "CPU-h", "disk"), runs, left=3)
     parts = [(p.part, f"{p.runs:,}", f"{p.steps:,}", tokens_text(p.tokens), hours_text(p.gpu_hours),
               hours_text(p.cpu_hours), bytes_text(p.disk_bytes)) for p in plan.parts().values()]
-    _print_columns(console, "per part", ("part", "runs", "steps", "tokens", "GPU-h", "CPU-h", "disk"), parts, left=1)
+    print_columns(console, "per part", ("part", "runs", "steps", "tokens", "GPU-h", "CPU-h", "disk"), parts, left=1)
     for line in assumptions(plan):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print(total_line(plan), highlight=False, soft_wrap=True, markup=False)
-
-
-def _print_columns(console, title: str, head: tuple[str, ...], rows: list[tuple[str, ...]], left: int) -> None:
-    """A title, then aligned columns: the first `left` flush left, the others (numbers) flush right."""
-    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
-
-    def line(cells) -> str:
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    console.print(title, highlight=False, soft_wrap=True, markup=False)
-    for cells in [head, *rows]:
-        console.print(line(cells).rstrip(), highlight=False, soft_wrap=True, markup=False)
 
 
 def assumptions(plan: Plan) -> list[str]:

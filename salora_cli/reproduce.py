@@ -95,11 +95,11 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     runs_root = out / profile["name"]
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
         _check_finished_run_matches(runs_root / p.folder_name, planned_config(p, data))
-    _run_phase(first, 1, total, runs_root, data, console)
+    run_phase(first, 1, total, runs_root, data, console)
     choices = protocol.select(every_seed, runs_root)
     second, waiting = protocol.phase_two(planned, choices)
     _report_choices(choices, waiting, console)
-    _run_phase(second, len(first) + 1, total, runs_root, data, console)
+    run_phase(second, len(first) + 1, total, runs_root, data, console)
     run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
     if not report:
         return
@@ -152,8 +152,8 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
 
 
-def _run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
-               console: Console) -> None:
+def run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
+              console: Console) -> None:
     """Run (or skip, or resume) every run of a phase; returns once all of them are finished."""
     pending = [(f"{i}/{total}", p) for i, p in enumerate(runs, first_number)]
     told: set[str] = set()

@@ -154,4 +154,6 @@ def test_reproduce_plan_on_the_command_line(capsys, shared_data, monkeypatch):
     assert any("glue-mrpc_full_minilm-l6_seed1" in line for line in lines)
     assert any("not covered by --dry-run for smollm2-135m" in line for line in lines)
     assert "not costed (no stated shapes in salora_cli/model_specs.py): some/unknown-model" in out
+    code, _, err = run_cli(["reproduce", "--profile", PROFILE, "--plan", "--dry-run"], capsys)
+    assert code == 2 and "give one" in err
 
