@@ -157,3 +157,15 @@ def test_reproduce_plan_on_the_command_line(capsys, shared_data, monkeypatch):
     code, _, err = run_cli(["reproduce", "--profile", PROFILE, "--plan", "--dry-run"], capsys)
     assert code == 2 and "give one" in err
 
+
+def test_the_gpu_day_profile_fits_one_gpu_day(shared_data):
+    """Issue 38: one of the paper's encoders, SaLoRA / LoRA / AdaLoRA at budget 8, at least 3 seeds,
+    ≤ 24 GPU-hours by the plan's estimate on the reference accelerator."""
+    from salora_cli.plan import build_plan
+
+    day = build_plan(ROOT / "configs" / "reproduce" / "gpu-day.yaml", str(shared_data))
+    assert day.total().gpu_hours <= 24
+    runs = [r for r in day.rows if r.stage != "transfer"]
+    assert {r.model for r in runs} == {"microsoft/deberta-v3-base"}
+    assert {r.method for r in runs} == {"salora", "lora", "adalora"} and {r.budget for r in runs} == {8}
+    assert len({r.seed for r in runs}) >= 3 and all(r.part.startswith("glue-") for r in runs)
