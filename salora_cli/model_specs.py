@@ -31,6 +31,14 @@ class ModelSpec:
     config_flags: dict[str, Any] = field(default_factory=dict, metadata={"help": (
         "Structural settings of the real config that the dry run's tiny model keeps (sizes aside)")})
 
+    def config_sizes(self) -> dict[str, int]:
+        """The sizes as a transformers config of this architecture takes them (vocabulary aside)."""
+        if self.model_type == "gpt2":
+            return {"n_layer": self.layers, "n_embd": self.hidden, "n_head": self.heads, "n_inner": self.intermediate}
+        sizes = {"num_hidden_layers": self.layers, "hidden_size": self.hidden, "num_attention_heads": self.heads,
+                 "intermediate_size": self.intermediate}
+        return {**sizes, "num_key_value_heads": self.kv_heads or self.heads} if self.model_type == "llama" else sizes
+
     @property
     def kv_width(self) -> int:
         """Width of the key and value projections' outputs."""

@@ -101,9 +101,7 @@ def test_stated_model_shapes_match_models_built_from_them():
     from salora_cli.model_specs import SPECS
 
     for s in SPECS.values():
-        sizes = ({"n_layer": s.layers, "n_embd": s.hidden, "n_head": s.heads} if s.model_type == "gpt2" else
-                 {"num_hidden_layers": s.layers, "hidden_size": s.hidden, "num_attention_heads": s.heads,
-                  "intermediate_size": s.intermediate, **({"num_key_value_heads": s.kv_heads} if s.kv_heads else {})})
+        sizes = s.config_sizes()
         if s.model_type == "roberta":
             sizes["max_position_embeddings"] = 514
         config = AutoConfig.for_model(s.model_type, vocab_size=s.vocab, **sizes, **s.config_flags)
