@@ -150,7 +150,8 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
     shared = Path(data).expanduser() if data else PROJECT_DATA
     sources = stand_in_data(shared, folder / "data", ROOT / "tests" / "fixtures")
     paths = distinct_paths(planned)
-    console.rule(f"dry run of profile {profile['name']}: {len(paths)} distinct paths of {len(planned)} planned runs")
+    runs = len(protocol.phase_one(planned)) + protocol.phase_two_count(planned)  # as --plan counts them
+    console.rule(f"dry run of profile {profile['name']}: {len(paths)} distinct paths of its {runs} runs")
     results, dry = [], []
     with dry_conditions(folder / "data"):
         for p, covers in paths:
@@ -170,7 +171,7 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
                 dry.append(run)
         transfers = _run_transfers(dry, profile, folder, console)
     models = sorted({p.model for p, _ in paths})
-    report = _write_report(folder, profile["name"], results, transfers, sources, len(planned), models)
+    report = _write_report(folder, profile["name"], results, transfers, sources, runs, models)
     _print_summary(results, transfers, console)
     failed = [r.run for r in results if r.error] + [t for t, outcome in transfers.items() if outcome.startswith("failed")]
     if failed:
@@ -323,11 +324,11 @@ def _check_export(run: Path, export_to: Path) -> str:
 
 # ------------------------------------------------------------------------------------------- report
 def _write_report(folder: Path, profile: str, results: list[PathResult], transfers: dict[str, str],
-                  sources: dict[str, str], planned: int, models: list[str]) -> Path:
+                  sources: dict[str, str], runs: int, models: list[str]) -> Path:
     from salora_cli.plan import not_covered_by_dry_run
 
     lines = [f"# Dry run of profile {profile}", "",
-             f"{len(results)} distinct paths of its {planned} planned runs, each {DRY_STEPS} optimizer steps on a tiny "
+             f"{len(results)} distinct paths of its {runs} runs, each {DRY_STEPS} optimizer steps on a tiny "
              "random stand-in of its model (salora_cli/stand_ins.py) and a small copy of its data; "
              "written by `salora reproduce --profile " + profile + " --dry-run`.", "",
              "| run | covers | precision | s | " + " | ".join(CHECK_NAMES) + " | outcome |",
