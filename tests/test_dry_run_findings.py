@@ -8,8 +8,12 @@
 - `salora eval` of a mixed-precision run scored in fp32 what the run had scored under bf16 autocast.
 - The paper profile's GYAFC transfer (`transfer: [yelp, gyafc]`) had no way to find GYAFC's folder.
 - A run of a local model folder was named after its whole path (the dry run's stand-ins are folders).
+- A process that had run an fp32 run could not run a bf16 one (accelerate keeps one precision per
+  process): the dry run failed in the suite after the fp32 tests, as `make lengths` would at its bf16 rows.
 """
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -120,3 +124,19 @@ def test_a_local_model_folder_names_its_runs_by_its_own_name():
 
     assert name("/data/models/roberta-base") == name("roberta-base") == "glue-sst2_lora_b8_roberta-base_seed0"
     assert name("microsoft/deberta-v3-base") == "glue-sst2_lora_b8_microsoft-deberta-v3-base_seed0"
+
+
+def test_runs_of_two_precisions_share_one_process(tmp_path, shared_data):
+    """accelerate keeps one mixed precision per process: a grid (or the suite) that ran an fp32 run
+    stopped at its first bf16 run ("AcceleratorState has already been initialized")."""
+    from salora_cli.train import Trainer
+
+    for precision in ("no", "bf16"):
+        cfg = cfgmod.build_config({"task": "glue/sst2", "method": "lora", "model": "minilm-l6",
+                                   "data_dir": str(shared_data / "glue"), "adapter": {"r_init": 2},
+                                   "train": {"max_steps": 2, "batch_size": 4, "max_length": 32,
+                                             "max_train_samples": 8, "max_eval_samples": 8,
+                                             "mixed_precision": precision}})
+        metrics = Trainer(cfg, tmp_path / precision).run()
+        assert metrics["status"] == "finished"
+        assert json.loads((tmp_path / precision / "env.json").read_text())["mixed_precision"] == precision
