@@ -126,14 +126,15 @@ def _glue_lengths(examples: list[dict]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _glue_split(task: str, data_dir: str | None, split: str) -> tuple[list[dict] | None, str]:
-    """(the split's examples read by the task itself, where from); None when the file is not here."""
+def _glue_split(task: str, data_dir: str | None, split: str, options: dict) -> tuple[list[dict] | None, str]:
+    """(the split's examples read by the task itself, configured as the run configures it, and where
+    from); None when the file is not here."""
     from tasks.glue import get_glue_task
 
     if not data_dir:
         return None, ""
     try:
-        examples = get_glue_task(task).load_splits(data_dir, splits=(split,))[split]
+        examples = get_glue_task(task).configure(**options).load_splits(data_dir, splits=(split,))[split]
     except SaloraError:
         return None, ""
     return examples, f"counted: {data_dir}"
@@ -155,7 +156,7 @@ def _glue_sample(task: str) -> tuple[list[dict], str]:
 def _glue(task: str, data_dir: str | None, options: dict) -> TaskData:
     splits = []
     for split in ("train", "dev"):
-        examples, source = _glue_split(task, data_dir, split)
+        examples, source = _glue_split(task, data_dir, split, options)
         if examples is None:
             official = OFFICIAL[task][split]
             sample, where = _glue_sample(task)
