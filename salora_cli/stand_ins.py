@@ -149,11 +149,10 @@ def stand_in_data(shared: Path, root: Path, fixtures: Path) -> dict[str, str]:
         for name in (f"sentiment.dev.{style}", f"sentiment.test.{style}", f"reference.{style}"):
             _copy_rows(yelp / name, root / "yelp" / name, header=False, rows=ROWS // 4 if "dev" not in name else ROWS)
             sources[f"yelp/{name}"] = str(yelp / name)
-    gyafc = root / "gyafc"
-    gyafc.mkdir(parents=True, exist_ok=True)
-    if not (gyafc / "GYAFC_Corpus").exists():
-        shutil.copytree(fixtures / "gyafc" / "GYAFC_Corpus", gyafc / "GYAFC_Corpus")
-    sources["gyafc/GYAFC_Corpus"] = str(fixtures / "gyafc" / "GYAFC_Corpus") + " (the repository's fixture)"
+    fixture = fixtures / "gyafc" / "GYAFC_Corpus"
+    if fixture.is_dir():  # a source checkout has it; without it a GYAFC path fails, naming the missing folder
+        shutil.copytree(fixture, root / "gyafc" / "GYAFC_Corpus", dirs_exist_ok=True)
+        sources["gyafc/GYAFC_Corpus"] = f"{fixture} (the repository's fixture)"
     alpaca = shared / "instruct" / "alpaca_data.json"
     records = json.loads(alpaca.read_text())
     (root / "instruct").mkdir(parents=True, exist_ok=True)
