@@ -5,7 +5,7 @@ SALORA := $(VENV)/bin/salora
 DATA   ?= $(abspath ../shared/data)
 PROFILE ?= cpu
 
-.PHONY: install test test-slow demo bench bench-runs reproduce ablations lengths schedule clean
+.PHONY: install test test-slow demo bench bench-runs gpu-check reproduce ablations lengths schedule clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ bench: install
 # (the grid's run folders under runs/reproduce/cpu, or results/runs on a fresh clone; writes results/step_time.md)
 bench-runs: install
 	SALORA_DATA=$(DATA) $(PY) benchmarks/bench_runs.py $(BENCH_ARGS)
+
+# The prepared GPU check (issue 38): at most 10 minutes on one CUDA device, no download; writes
+# results/gpu_check.md (benchmarks/gpu_check.sh says what it measures; its CPU smoke form runs in make test)
+gpu-check: install
+	SALORA_DATA=$(DATA) PY=$(PY) benchmarks/gpu_check.sh
 
 reproduce: install
 	SALORA_DATA=$(DATA) $(PY) -m salora_cli reproduce --profile $(PROFILE) \

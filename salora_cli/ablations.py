@@ -90,7 +90,7 @@ def run_ablations(profile_path: Path, out: Path, results: Path, console: Console
     runs_root = out / profile["name"]
     console.rule(f"ablations: {len(planned)} runs → {runs_root}")
     for p in planned:
-        reproduce._check_finished_run_matches(runs_root / p.folder_name, reproduce._planned_config(p, data))
+        reproduce._check_finished_run_matches(runs_root / p.folder_name, reproduce.planned_config(p, data))
     for i, p in enumerate(planned, 1):
         run = runs_root / p.folder_name
         if rd.is_finished(run):

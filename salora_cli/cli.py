@@ -437,12 +437,31 @@ def reproduce(
     results: Annotated[Path, Opt(metavar="DIR", help="Folder for the tables, figures and README")] = Path("results"),
     report: Annotated[bool, Opt(help="Build results/ after the runs; --no-report runs only (re-timing runs one "
                                      "per process, say), and a later invocation builds it")] = True,
+    plan: Annotated[bool, Opt("--plan", help="Only print every run the profile would start, with its steps, tokens, "
+                                             "estimated GPU-hours and disk (no model is loaded; seconds)")] = False,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Run every distinct path of the profile end to end on tiny random "
+                                                   "models of its architectures (a few steps each; minutes), "
+                                                   "under --out/<profile>-dry-run")] = False,
 ):
     """Run a profile's experiment grid (resumable: finished runs are skipped), then build results/."""
+    path, seed_list = _profile_path(profile), _seed_list(seeds)
+    if plan and dry_run:
+        raise SaloraError("--plan and --dry-run are two different checks: give one")
+    if plan:
+        from salora_cli.plan import build_plan, print_plan
+
+        print_plan(build_plan(path, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods), seed_list), console)
+        _wrote([])
+        return
     _quiet_libraries()
+    if dry_run:
+        from salora_cli.dry_run import dry_run as run_dry
+
+        folder = run_dry(path, out, console, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods))
+        _wrote([folder])
+        return
     from salora_cli.reproduce import run_grid
 
-    path, seed_list = _profile_path(profile), _seed_list(seeds)
     started = time.time()
     try:
         with _sigterm_as_interrupt():

@@ -20,3 +20,17 @@ class RunConsole(Console):
     @soft_wrap.setter
     def soft_wrap(self, value: bool) -> None:
         self._soft_wrap_always = bool(value)
+
+
+def print_columns(console: Console, title: str, head: tuple[str, ...], rows: list[tuple[str, ...]], left: int) -> None:
+    """A title, then plain aligned columns: the first `left` flush left, the others (numbers) flush right.
+    Never cropped to the console's width, unlike a rich Table: long run folder names stay whole in a
+    terminal and in a file alike."""
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+
+    def line(cells) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    console.print(title, highlight=False, soft_wrap=True, markup=False)
+    for cells in [head, *rows]:
+        console.print(line(cells).rstrip(), highlight=False, soft_wrap=True, markup=False)

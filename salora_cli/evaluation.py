@@ -1,6 +1,7 @@
 """Reload a run from its folder alone (config + saved weights): re-evaluate or export it."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -72,7 +73,7 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     examples = task.fit_to_length(tokenizer, examples, cfg.train.max_length, split)  # as the run did
     model = method.model
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), run_precision(cfg):
         metrics = task.evaluate(model, tokenizer, examples, batch_size=cfg.train.eval_batch_size,
                                 max_length=cfg.train.max_length, device=_device())
     recorded = _recorded(run_dir, checkpoint, split, task.eval_split)
@@ -174,6 +175,16 @@ def check_export_target(run_dir: Path, out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise SaloraError(f"{out} already holds an exported adapter; pass --overwrite to replace it, "
                           "or choose another OUT")
+
+
+def run_precision(cfg):
+    """The autocast the run's own evaluations ran under (accelerate wraps a mixed-precision run's forward
+    in one), so `salora eval` scores the reloaded run as the run scored itself: a bf16 run's predictions
+    near a tie, or a regression's correlation, differ between bf16 and fp32 products."""
+    precision = cfg.train.mixed_precision
+    if precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=_device().type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _device() -> torch.device:

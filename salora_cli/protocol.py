@@ -105,7 +105,16 @@ class PlannedRun:
             parts.append(f"b{self.budget}")
         if self.lr is not None:
             parts.append(f"lr{lr_text(self.lr)}")
-        return "_".join([*parts, self.model.replace("/", "-"), f"seed{self.seed}"])
+        return "_".join([*parts, model_label(self.model), f"seed{self.seed}"])
+
+
+def model_label(model: str) -> str:
+    """A model reference as a folder name part: a hub id with / as - (microsoft-deberta-v3-base); a local
+    model folder by its own name (a path: what tasks.models.resolve_model takes for one), so a run of
+    /data/models/roberta-base is named as a run of roberta-base."""
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return Path(model.rstrip("/")).name
+    return model.replace("/", "-")
 
 
 def lr_text(lr: float) -> str:

@@ -29,7 +29,7 @@ from salora_cli import run_dir as rd
 from salora_cli.errors import SaloraError
 from salora_cli.protocol import PlannedRun
 
-__all__ = ["PlannedRun", "build_results", "load_profile", "plan", "run_grid"]
+__all__ = ["PlannedRun", "build_results", "load_profile", "plan", "planned_config", "run_grid", "wall_time_part"]
 
 
 def load_profile(path: Path) -> dict:
@@ -100,8 +100,8 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
         console.print(f"{len(restored)} finished run(s) taken from {results / 'runs'} (a part of the grid "
                       f"run in an earlier sitting, maybe on another machine): not run again")
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
-        _check_finished_run_matches(runs_root / p.folder_name, _planned_config(p, data))
-    _run_phase(first, 1, total, runs_root, data, console)
+        _check_finished_run_matches(runs_root / p.folder_name, planned_config(p, data))
+    run_phase(first, 1, total, runs_root, data, console)
     steps = profile.get("widen_lr_grid", 0)
     while True:  # a choice at the edge of its grid runs seed 0 one step further, until none is
         widened = protocol.widen(every_seed, runs_root, steps)
@@ -112,11 +112,11 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
             break
         console.print(f"the lr grid widens: {', '.join(p.folder_name for p in extra)}")
         total += len(extra)
-        _run_phase(extra, total - len(extra) + 1, total, runs_root, data, console)
+        run_phase(extra, total - len(extra) + 1, total, runs_root, data, console)
     choices = protocol.select(every_seed, runs_root)
     second, waiting = protocol.phase_two(planned, choices)
     _report_choices(choices, waiting, console)
-    _run_phase(second, len(first) + 1, total, runs_root, data, console)
+    run_phase(second, len(first) + 1, total, runs_root, data, console)
     run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
     if not report:
         return
@@ -169,8 +169,8 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
 
 
-def _run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
-               console: Console) -> None:
+def run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
+              console: Console) -> None:
     """Run (or skip, or resume) every run of a phase; returns once all of them are finished."""
     pending = [(f"{i}/{total}", p) for i, p in enumerate(runs, first_number)]
     told: set[str] = set()
@@ -226,7 +226,7 @@ def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None
     from salora_cli.style_scoring import attach_scorers
     from salora_cli.train import CHECKPOINT, Trainer
 
-    cfg = _planned_config(p, data)
+    cfg = planned_config(p, data)
     resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None
     console.rule(f"{n} {p.folder_name}" + (" (resuming)" if resume else ""))
     run_started = time.perf_counter()
@@ -255,7 +255,7 @@ def restore_committed(committed: Path, runs_root: Path, planned: list[PlannedRun
         src, dest = committed / p.folder_name, runs_root / p.folder_name
         if dest.exists() or not rd.is_finished(src) or not (src / "config.yaml").is_file():
             continue
-        if cfgmod.first_difference(rd.load_config(src), _planned_config(p, data), ignore=("data_dir",)):
+        if cfgmod.first_difference(rd.load_config(src), planned_config(p, data), ignore=("data_dir",)):
             continue  # made with other settings (an edited profile, an older design): rerun it
         runs_root.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dest)
@@ -277,7 +277,7 @@ def _results_lock(results: Path) -> Path:
     return results.with_name(f".{results.name}.lock")
 
 
-def _planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
+def planned_config(p: PlannedRun, data: str | None) -> cfgmod.RunConfig:
     cfg = cfgmod.build_config(*p.layers)
     if cfg.data_dir is None:
         cfg.data_dir = cfgmod.default_data_dir(data, cfg.task)
@@ -481,12 +481,18 @@ def _grid_wall_times(runs_root: Path, every: list[PlannedRun]) -> dict[str, floa
     return {name: s for name, s in _wall_times(runs_root).items() if in_profile(name)}
 
 
+def wall_time_part(name: str) -> str:
+    """The part a wall_times.json entry is summed in: a task's runs (the folder name's task prefix), and
+    the zero-shot transfers (recorded since 2026-12-01) as one part of their own. The plan
+    (salora_cli/plan.py) sums its estimates by the same parts."""
+    return "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
+
+
 def _parts_markdown(times: dict[str, float]) -> str:
-    """Summed wall time per part: a task's runs (the folder name's task prefix), and the zero-shot
-    transfers (recorded since 2026-12-01) as one part of their own."""
+    """Summed wall time per part (wall_time_part)."""
     parts: dict[str, float] = {}
     for name, seconds in times.items():
-        part = "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
+        part = wall_time_part(name)
         parts[part] = parts.get(part, 0.0) + seconds
     return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
 

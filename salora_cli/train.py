@@ -91,6 +91,7 @@ class Trainer:
             raise SaloraError(f"task {cfg.task}: no training example fits train.max_length={t.max_length}")
 
         check_installed(t.trackers())
+        allow_precision(t.mixed_precision)
         self.accelerator = Accelerator(
             cpu=launched_without_gpus(), mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.grad_accum,
@@ -580,6 +581,19 @@ def peak_memory_mb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def allow_precision(mixed_precision: str) -> None:
+    """Let this run's Accelerator take its own mixed precision when an earlier run in this process (a grid,
+    an ablation, the dry run, the test suite) set another: accelerate keeps one precision per process and
+    refuses a second ("AcceleratorState has already been initialized"), so a profile mixing fp32 and bf16
+    runs stopped at its first run of the other kind. Only the precision state is reset; the processes'
+    state (PartialState: the process group under a distributed launch) is kept."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def launched_without_gpus() -> bool:

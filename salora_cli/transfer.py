@@ -108,16 +108,27 @@ def is_transfer_folder(folder: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ data
+def task_data_dir(tc: TransferConfig) -> str | None:
+    """The transfer's data_dir, or else the task's folder under $SALORA_DATA as a style run of that task
+    finds it (yelp/, gyafc/): a profile's `transfer: [yelp, gyafc]` names no folder."""
+    import os
+
+    from salora_cli.config import default_data_dir
+
+    return tc.data_dir or default_data_dir(os.environ.get("SALORA_DATA"), f"style/{tc.task}")
+
+
 def load_examples(tc: TransferConfig) -> tuple[list[dict[str, Any]], str]:
     """(examples with style names and, if asked, lower-cased references; the data folder read)."""
     from tasks.style_data import (GYAFC_STYLES, YELP_STYLES, find_gyafc_domain_dir, find_yelp_dir,
                                   read_gyafc_split, read_yelp_test, resolve_gyafc_domain)
 
+    data_dir = task_data_dir(tc)
     if tc.task == "yelp":
-        folder = find_yelp_dir(tc.data_dir)
+        folder = find_yelp_dir(data_dir)
         examples, names = read_yelp_test(folder), YELP_STYLES
     else:
-        folder = find_gyafc_domain_dir(tc.data_dir, resolve_gyafc_domain(tc.domain))
+        folder = find_gyafc_domain_dir(data_dir, resolve_gyafc_domain(tc.domain))
         split = "test" if tc.split == "test" else "tune"
         examples, names = read_gyafc_split(folder, split, tc.direction), GYAFC_STYLES
     if tc.max_samples is not None and tc.max_samples < len(examples):
@@ -170,7 +181,7 @@ def classifier_for(tc: TransferConfig, data_folder: str, console: Console):
     from tasks.style_metrics import yelp_normalize
 
     options = {"train_pool": "shen2017-test"} if tc.task == "yelp" else {"domain": tc.domain}
-    data_dir = data_folder if tc.task == "yelp" else tc.data_dir
+    data_dir = data_folder if tc.task == "yelp" else task_data_dir(tc)
     run = classifier_run(f"style/{tc.task}", data_dir, options, console)
     classify, held_out = load_classifier(run, batch_size=tc.score_batch_size)
     if tc.task == "yelp":

@@ -142,3 +142,27 @@ def load_pretrained(auto_cls, ref: str, **kwargs):
             f"could not load model '{ref}': {first} "
             f"(offline aliases: {', '.join(ALIASES)}; or give a local folder)"
         ) from exc
+
+
+NEW_MODULES = "salora_new_modules"  # a loaded model's attribute: its top-level modules the checkpoint lacked
+
+
+def load_marking_new(auto_cls, ref: str, **kwargs):
+    """`load_pretrained`, recording on the model (attribute NEW_MODULES) which of its top-level modules the
+    checkpoint did not provide: a new task head, and whatever else the head class adds. DeBERTa's
+    sequence classifier puts a pooler (a dense layer) before its classifier, and DeBERTa-v3's checkpoint
+    has none: left out, the pooler would stay at its random initialisation, frozen under an adapter and
+    missing from the saved weights, so a reloaded run would not be the trained one. Modules of the base
+    model itself are never marked (a checkpoint that lacks those is broken, not new)."""
+    model, info = load_pretrained(auto_cls, ref, output_loading_info=True, **kwargs)
+    base = getattr(model, "base_model_prefix", "")
+    # a head resized for this task's labels (ignore_mismatched_sizes) is as new as a missing one
+    keys = [*info.get("missing_keys", ()), *(k[0] for k in info.get("mismatched_keys", ()))]
+    new = {key.split(".", 1)[0] for key in keys}
+    setattr(model, NEW_MODULES, sorted(new - {base}))
+    return model
+
+
+def new_modules(model) -> list[str]:
+    """The top-level modules `load_marking_new` found missing from the checkpoint ([] if not loaded by it)."""
+    return list(getattr(model, NEW_MODULES, []))

@@ -14,7 +14,7 @@ import torch
 
 from salora.errors import SaloraError
 from tasks.base import Example, Task
-from tasks.models import load_pretrained
+from tasks.models import load_marking_new, load_pretrained
 
 
 class SequenceClassificationTask(Task):
@@ -42,8 +42,10 @@ class SequenceClassificationTask(Task):
                                           "label2id": {n: i for i, n in enumerate(names)}}
         # ignore_mismatched_sizes: a checkpoint fine-tuned for another number of labels gets a fresh head
         # of this task's size (the head always trains) instead of failing to load
-        model = load_pretrained(AutoModelForSequenceClassification, model_ref, num_labels=self.num_labels,
-                                problem_type=problem, ignore_mismatched_sizes=True, **named)
+        # the head, and any other module the checkpoint lacks (DeBERTa-v3's pooler), is marked for the
+        # methods to train and save (tasks.models.load_marking_new)
+        model = load_marking_new(AutoModelForSequenceClassification, model_ref, num_labels=self.num_labels,
+                                 problem_type=problem, ignore_mismatched_sizes=True, **named)
         if missing_pad or getattr(model.config, "pad_token_id", None) is None:
             # Sequence-classification heads of decoder models find the last real token via this id.
             model.config.pad_token_id = tokenizer.pad_token_id

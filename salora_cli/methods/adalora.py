@@ -21,6 +21,9 @@ class AdaLoRA(Method):
 
         a = cfg.adapter
         self.targets = targets or find_targets(model, a)
+        # peft starts every singular value E at 0, and its allocator prunes by setting E to 0: a zero
+        # counts as pruned only once the weights have been stepped (a trained adapter from from_saved is)
+        self.stepped = peft_model is not None
         if peft_model is None:
             tinit = int(a.ramp_start * total_steps)
             tfinal = int((1.0 - a.ramp_end) * total_steps)
@@ -51,8 +54,15 @@ class AdaLoRA(Method):
             raise SaloraError(f"could not load the AdaLoRA checkpoint at {folder}: {exc}") from exc
         return cls(model, cfg, 1, peft_model=peft_model, targets=targets)
 
+    @classmethod
+    def resume(cls, model, cfg, total_steps, folder):
+        method = super().resume(model, cfg, total_steps, folder)
+        method.stepped = True
+        return method
+
     def after_step(self, step, optimizer):
         self.model.base_model.update_and_allocate(step)
+        self.stepped = True
         return {}
 
     def budget_met(self, step):
@@ -65,7 +75,8 @@ class AdaLoRA(Method):
             e = getattr(module, "lora_E", None)
             if isinstance(e, nn.ParameterDict) and "default" in e:
                 key = name.removeprefix("base_model.model.")
-                out[key] = (int((e["default"] != 0).sum()), e["default"].shape[0])
+                r_init = e["default"].shape[0]
+                out[key] = (int((e["default"] != 0).sum()) if self.stepped else r_init, r_init)
         return out
 
     def rank_modules(self):

@@ -17,7 +17,11 @@ HEAD_NAMES = ("classifier", "score")
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    return [n for n in HEAD_NAMES if hasattr(model, n)]
+    """The modules every method trains in full and saves: the task head, and whatever else the loaded
+    checkpoint did not provide (tasks.models.load_marking_new: DeBERTa's pooler)."""
+    from tasks.models import new_modules
+
+    return list(dict.fromkeys([n for n in HEAD_NAMES if hasattr(model, n)] + new_modules(model)))
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
