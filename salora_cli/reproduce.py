@@ -122,8 +122,11 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
         return
     with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
+        from salora_cli.plan import part_estimates
+
         build_results(runs_root, results, profile, console,
-                      command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started)
+                      command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started,
+                      estimates=part_estimates(profile_path, data))
 
 
 def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, console: Console) -> None:
@@ -326,8 +329,9 @@ def _wall_times(runs_root: Path) -> dict:
 
 
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
-                  wall_time_s: float | None = None) -> None:
-    """Every table and figure in results/, from the finished runs under runs_root."""
+                  wall_time_s: float | None = None, estimates: dict | None = None) -> None:
+    """Every table and figure in results/, from the finished runs under runs_root. `estimates`: the
+    plan's cost per part (salora_cli.plan.part_estimates), set beside the measured wall times."""
     from salora_cli.reports import build_rank_report, compare_rank_distributions, find_runs
     from salora_cli.reports.efficiency import build_efficiency_report
     from salora_cli.reports.magnitudes import write_for_grid as write_magnitudes
@@ -378,7 +382,8 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
     times = _grid_wall_times(runs_root, every)
     missing = _unfinished(every, choices, {r.path.name for r in planned})
-    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing, verdicts)
+    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing, verdicts,
+                  estimates or {})
     console.print(f"results written to {results}")
 
 
@@ -497,6 +502,27 @@ def _parts_markdown(times: dict[str, float]) -> str:
     return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
 
 
+def _estimates_markdown(times: dict[str, float], estimates: dict) -> str:
+    """Each part's measured wall time beside the plan's CPU estimate for it, and their ratio once
+    every run the plan counts in the part has a recorded time (a part in progress has no ratio)."""
+    if not estimates:
+        return ""
+    measured: dict[str, list[float]] = {}
+    for name, seconds in times.items():
+        measured.setdefault(wall_time_part(name), []).append(seconds)
+    lines = ["| part | runs timed / planned | measured (min) | estimated, CPU (min) | measured ÷ estimated |",
+             "|---|---:|---:|---:|---:|"]
+    for part, est in estimates.items():
+        done = measured.get(part, [])
+        minutes = sum(done) / 60
+        ratio = f"{minutes / (est.cpu_hours * 60):.2f}" if done and len(done) >= est.runs and est.cpu_hours else "—"
+        lines.append(f"| {part} | {len(done)} / {est.runs} | {minutes:.1f} | {est.cpu_hours * 60:.1f} | {ratio} |")
+    return ("The plan's estimate per part (`salora reproduce --profile NAME --plan`, its cost model in "
+            "`salora_cli/cost_model.py`) beside the measured wall time; the planned runs count each later "
+            "seed once, whichever lr is chosen, and not the runs a widened lr grid adds:\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def _verdicts_markdown(lines: list[str]) -> str:
     """README's verdict section: the GLUE overview's verdict lines, as glue.md computes them."""
     if not lines:
@@ -506,7 +532,7 @@ def _verdicts_markdown(lines: list[str]) -> str:
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
                   times: dict[str, float], written: list[Path], missing: list[str] = (),
-                  verdicts: list[str] = ()) -> None:
+                  verdicts: list[str] = (), estimates: dict | None = None) -> None:
     from salora_cli.run_dir import environment
 
     env = environment(1, "cpu", "no")
@@ -527,6 +553,8 @@ This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
 {f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(times)}." if grid_s else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s and round(wall_time_s / 60, 1) > 0 else ""}
+
+{_estimates_markdown(times, estimates or {})}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},
 peft {env['peft']}, accelerate {env['accelerate']}; {env['platform']}, {env['cpu_count']} CPUs,

@@ -95,6 +95,9 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     readme = (results / "README.md").read_text()
     assert "This file was last written by:" in readme and "Wall time of the grid:" in readme
     assert "To regenerate it: `make reproduce PROFILE=" in readme  # the command a user runs, no machine path
+    # each part's measured time beside the plan's estimate, with the ratio once the part is whole
+    assert re.search(r"\| glue-sst2 \| 4 / 4 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", readme), readme
+    assert re.search(r"\| glue-rte \| 2 / 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", readme), readme
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
     assert len(wall) == 6 and all(v >= 0 for v in wall.values())
     efficiency = (results / "efficiency.md").read_text()
