@@ -465,8 +465,11 @@ def reproduce(
     started = time.time()
     try:
         with _sigterm_as_interrupt():
+            from salora_cli.plan import part_estimates  # set beside the measured part times
+
             run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks),
-                     _split(methods), seed_list, report=report)
+                     _split(methods), seed_list, report=report,
+                     estimates=part_estimates(path, os.environ.get("SALORA_DATA")) if report else None)
     except KeyboardInterrupt:
         raise Interrupted("the grid stopped; run the same command again: finished runs are skipped and "
                           "the interrupted one resumes from its last checkpoint") from None

@@ -82,7 +82,9 @@ def plan(profile: dict, root: Path, tasks: list[str] | None = None, methods: lis
 
 def run_grid(profile_path: Path, out: Path, results: Path, console: Console, data: str | None,
              tasks: list[str] | None = None, methods: list[str] | None = None,
-             seeds: list[int] | None = None, report: bool = True) -> None:
+             seeds: list[int] | None = None, report: bool = True, estimates: dict | None = None) -> None:
+    """Run a profile's grid (resumable, in parts) and rebuild results/. `estimates`: the plan's cost
+    per part (salora_cli.plan.part_estimates), set beside the measured wall times in results/README.md."""
     root = Path(__file__).resolve().parents[1]
     profile = load_profile(profile_path)
     planned = plan(profile, root, tasks, methods, seeds)
@@ -122,11 +124,9 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
         return
     with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
-        from salora_cli.plan import part_estimates
-
         build_results(runs_root, results, profile, console,
                       command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started,
-                      estimates=part_estimates(profile_path, data))
+                      estimates=estimates)
 
 
 def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, console: Console) -> None:
