@@ -95,16 +95,16 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     total = len(first) + protocol.phase_two_count(planned)
     console.rule(f"profile {profile['name']}: {total} runs → {out}")
     runs_root = out / profile["name"]
+    steps = profile.get("widen_lr_grid", 0)
     # the committed record decides any widening it made, so its widened runs are restored too
-    restored = restore_committed(results / "runs", runs_root,
-                                 protocol.widen(every_seed, results / "runs", profile.get("widen_lr_grid", 0)), data)
+    restored = restore_committed(results / "runs", runs_root, protocol.widen(every_seed, results / "runs", steps), data)
     if restored:
         console.print(f"{len(restored)} finished run(s) taken from {results / 'runs'} (a part of the grid "
                       f"run in an earlier sitting, maybe on another machine): not run again")
     for p in planned:  # a profile edited since a run finished must not be reported with old numbers
         _check_finished_run_matches(runs_root / p.folder_name, planned_config(p, data))
     run_phase(first, 1, total, runs_root, data, console)
-    steps = profile.get("widen_lr_grid", 0)
+    done = len(first)
     while True:  # a choice at the edge of its grid runs seed 0 one step further, until none is
         widened = protocol.widen(every_seed, runs_root, steps)
         new = [p for p in widened[len(every_seed):] if seeds is None or p.seed in seeds]
@@ -114,11 +114,12 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
             break
         console.print(f"the lr grid widens: {', '.join(p.folder_name for p in extra)}")
         total += len(extra)
-        run_phase(extra, total - len(extra) + 1, total, runs_root, data, console)
+        run_phase(extra, done + 1, total, runs_root, data, console)
+        done += len(extra)
     choices = protocol.select(every_seed, runs_root)
     second, waiting = protocol.phase_two(planned, choices)
     _report_choices(choices, waiting, console)
-    run_phase(second, len(first) + 1, total, runs_root, data, console)
+    run_phase(second, done + 1, total, runs_root, data, console)  # numbered after the widened runs
     run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
     if not report:
         return
