@@ -265,14 +265,14 @@ def restore_committed(committed: Path, runs_root: Path, planned: list[PlannedRun
         shutil.copytree(src, dest)
         restored.append(p.folder_name)
     if restored:
-        committed_times = _wall_times(committed)
         with atomic.locked(runs_root / f".{WALL_TIMES}.lock"):
-            times = _wall_times(runs_root)
-            for name, seconds in committed_times.items():
-                owner = name.split(":", 1)[1].split("/", 1)[0] if name.startswith(f"{_TRANSFER_KEY}:") else name
-                if owner in restored and name not in times:
-                    times[name] = seconds
-            atomic.write_json(runs_root / WALL_TIMES, times)
+            for file in (WALL_TIMES, SPANS):
+                times = _wall_times(runs_root, file)
+                for name, value in _wall_times(committed, file).items():
+                    owner = name.split(":", 1)[1].split("/", 1)[0] if name.startswith(f"{_TRANSFER_KEY}:") else name
+                    if owner in restored and name not in times:
+                        times[name] = value
+                atomic.write_json(runs_root / file, times)
     return restored
 
 
@@ -312,21 +312,37 @@ def _check_finished_transfer_matches(folder: Path, settings) -> None:
 
 
 WALL_TIMES = "wall_times.json"  # per run: seconds spent over all invocations (load, train, eval, test)
+SPANS = "run_spans.json"  # per run: when each invocation worked on it, [start, end] in Unix seconds
 _TRANSFER_KEY = "transfer"  # a transfer's entry: transfer:<its folder under runs_root> (also the base model's folder)
 
 
 def _add_wall_time(runs_root: Path, name: str, seconds: float, fresh: bool) -> None:
+    end = time.time()
     with atomic.locked(runs_root / f".{WALL_TIMES}.lock"):  # read-modify-write, shared by invocations
         times = _wall_times(runs_root)
         times[name] = round((0.0 if fresh else times.get(name, 0.0)) + seconds, 1)  # a rerun from scratch replaces
         atomic.write_json(runs_root / WALL_TIMES, times)
+        spans = _wall_times(runs_root, SPANS)
+        spans[name] = ([] if fresh else spans.get(name, [])) + [[round(end - seconds, 1), round(end, 1)]]
+        atomic.write_json(runs_root / SPANS, spans)
 
 
-def _wall_times(runs_root: Path) -> dict:
+def _wall_times(runs_root: Path, name: str = WALL_TIMES) -> dict:
     try:
-        return json.loads((runs_root / WALL_TIMES).read_text())
+        return json.loads((runs_root / name).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def clock_minutes(spans: list[list[float]]) -> float:
+    """Minutes covered by the union of [start, end] spans: a part's wall-clock time when several
+    invocations ran its runs side by side (`make reproduce JOBS=2`), the runs' sum when one did."""
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered / 60
 
 
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
@@ -381,11 +397,40 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))
     # component sizes need the adapters, which only the run folders (not results/runs/) hold
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
+    removed = remove_stale(results, written)
+    if removed:
+        console.print(f"removed {len(removed)} file(s) of an earlier grid this one no longer writes: "
+                      + ", ".join(str(p.relative_to(results)) for p in removed))
     times = _grid_wall_times(runs_root, every)
+    clocks = part_clocks(times, _grid_wall_times(runs_root, every, SPANS))
     missing = _unfinished(every, choices, {r.path.name for r in planned})
-    _write_readme(results, profile, command, wall_time_s, times, [p for p in written if p], missing, verdicts,
-                  estimates or {})
+    _write_readme(results, profile, command, wall_time_s, times, clocks, [p for p in written if p], missing,
+                  verdicts, estimates or {})
     console.print(f"results written to {results}")
+
+
+# What the report step writes into results/; other make targets own the rest (ablations.md,
+# lengths.md, schedule.md, step_time.md, gpu_check.md and their folders), and README.md is rewritten.
+REPORT_FILES = ("glue.md", "glue.csv", "glue.png", "selection.md", "selection.json", "instruct.md",
+                "instruct.csv", "style.md", "style.csv", "style_transfer.csv", "efficiency.md",
+                "magnitudes.md", "magnitudes.png")
+REPORT_FOLDERS = ("ranks", "curves")
+
+
+def remove_stale(results: Path, written: list[Path]) -> list[Path]:
+    """Delete the report files an earlier grid wrote that this rebuild did not (a task or method the
+    profile no longer holds, a part not run yet): results/ shows only what the current runs support."""
+    keep = {p.resolve() for p in written if p}
+    candidates = [results / name for name in REPORT_FILES]
+    candidates += [f for folder in REPORT_FOLDERS for f in sorted((results / folder).rglob("*")) if f.is_file()]
+    stale = [f for f in candidates if f.is_file() and f.resolve() not in keep]
+    for f in stale:
+        f.unlink()
+    for folder in REPORT_FOLDERS:  # deepest first, so a folder emptied of folders goes too
+        for d in sorted((results / folder).rglob("*"), key=lambda d: -len(d.parts)) + [results / folder]:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    return stale
 
 
 def _glue_overview_files(report, results: Path, verdicts: list[str]) -> list[Path]:
@@ -463,8 +508,9 @@ def _inside(path: Path, runs_root: Path) -> Path:
 
 
 def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
-    if (runs_root / WALL_TIMES).is_file():
-        shutil.copyfile(runs_root / WALL_TIMES, dest / WALL_TIMES)
+    for file in (WALL_TIMES, SPANS):
+        if (runs_root / file).is_file():
+            shutil.copyfile(runs_root / file, dest / file)
     for run in runs:
         # a transfer folder keeps its place below its run (or below runs_root); a run its own name
         folder = dest / (_inside(run.path, runs_root) if run.family == "transfer" else run.path.name)
@@ -474,9 +520,10 @@ def _copy_provenance(runs, runs_root: Path, dest: Path) -> None:
                 shutil.copyfile(run.path / name, folder / name)
 
 
-def _grid_wall_times(runs_root: Path, every: list[PlannedRun]) -> dict[str, float]:
-    """The recorded wall times of the profile's runs and of their transfers (and the base model's):
-    a run the profile no longer holds (a cut baseline) is not part of the grid's total."""
+def _grid_wall_times(runs_root: Path, every: list[PlannedRun], file: str = WALL_TIMES) -> dict:
+    """The recorded wall times (or, file=SPANS, their spans) of the profile's runs and of their
+    transfers (and the base model's): a run the profile no longer holds (a cut baseline) is not part
+    of the grid's total."""
     names = {p.folder_name for p in every}
 
     def in_profile(name: str) -> bool:
@@ -484,7 +531,7 @@ def _grid_wall_times(runs_root: Path, every: list[PlannedRun]) -> dict[str, floa
             owner = name.split(":", 1)[1].split("/", 1)[0]
             return owner in names or owner == _TRANSFER_KEY
         return name in names
-    return {name: s for name, s in _wall_times(runs_root).items() if in_profile(name)}
+    return {name: s for name, s in _wall_times(runs_root, file).items() if in_profile(name)}
 
 
 def wall_time_part(name: str) -> str:
@@ -494,32 +541,50 @@ def wall_time_part(name: str) -> str:
     return "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
 
 
-def _parts_markdown(times: dict[str, float]) -> str:
-    """Summed wall time per part (wall_time_part)."""
+def part_clocks(times: dict[str, float], spans: dict[str, list]) -> dict[str, float]:
+    """Each part's wall-clock minutes (clock_minutes over its runs' spans), for the parts whose every
+    timed run has its spans (runs timed before spans were recorded leave their part out)."""
+    grouped: dict[str, list | None] = {}
+    for name in times:
+        part = wall_time_part(name)
+        have = grouped.setdefault(part, [])
+        grouped[part] = None if have is None or name not in spans else have + spans[name]
+    return {part: clock_minutes(runs) for part, runs in grouped.items() if runs}
+
+
+def _parts_markdown(times: dict[str, float], clocks: dict[str, float]) -> str:
+    """Summed wall time per part (wall_time_part), and its wall-clock time where it is known."""
     parts: dict[str, float] = {}
     for name, seconds in times.items():
         part = wall_time_part(name)
         parts[part] = parts.get(part, 0.0) + seconds
-    return ", ".join(f"{part} {seconds / 60:.1f} min" for part, seconds in parts.items())
+    return ", ".join(f"{part} {seconds / 60:.1f} min" + (f" ({clocks[part]:.1f} min wall-clock)" if part in clocks else "")
+                     for part, seconds in parts.items())
 
 
-def _estimates_markdown(times: dict[str, float], estimates: dict) -> str:
-    """Each part's measured wall time beside the plan's CPU estimate for it, and their ratio once
-    every run the plan counts in the part has a recorded time (a part in progress has no ratio)."""
+def _estimates_markdown(times: dict[str, float], estimates: dict, clocks: dict[str, float] | None = None) -> str:
+    """Each part's measured time beside the plan's CPU estimate for it, and their ratio once every run
+    the plan counts in the part has a recorded time (a part in progress has no ratio). The ratio is
+    taken on the part's wall-clock time where it is known (runs side by side count once), else on the
+    runs' sum."""
     if not estimates:
         return ""
+    clocks = clocks or {}
     measured: dict[str, list[float]] = {}
     for name, seconds in times.items():
         measured.setdefault(wall_time_part(name), []).append(seconds)
-    lines = ["| part | runs timed / planned | measured (min) | estimated, CPU (min) | measured ÷ estimated |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| part | runs timed / planned | summed over runs (min) | wall-clock (min) | estimated, CPU (min) "
+             "| measured ÷ estimated |", "|---|---:|---:|---:|---:|---:|"]
     for part, est in estimates.items():
         done = measured.get(part, [])
         minutes = sum(done) / 60
-        ratio = f"{minutes / (est.cpu_hours * 60):.2f}" if done and len(done) >= est.runs and est.cpu_hours else "—"
-        lines.append(f"| {part} | {len(done)} / {est.runs} | {minutes:.1f} | {est.cpu_hours * 60:.1f} | {ratio} |")
+        clock = clocks.get(part)
+        spent = minutes if clock is None else clock
+        ratio = f"{spent / (est.cpu_hours * 60):.2f}" if done and len(done) >= est.runs and est.cpu_hours else "—"
+        lines.append(f"| {part} | {len(done)} / {est.runs} | {minutes:.1f} | {'—' if clock is None else f'{clock:.1f}'} "
+                     f"| {est.cpu_hours * 60:.1f} | {ratio} |")
     return ("The plan's estimate per part (`salora reproduce --profile NAME --plan`, its cost model in "
-            "`salora_cli/cost_model.py`) beside the measured wall time; the planned runs count each later "
+            "`salora_cli/cost_model.py`) beside the measured time; the planned runs count each later "
             "seed once, whichever lr is chosen, and not the runs a widened lr grid adds:\n\n"
             + "\n".join(lines) + "\n")
 
@@ -532,7 +597,7 @@ def _verdicts_markdown(lines: list[str]) -> str:
 
 
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
-                  times: dict[str, float], written: list[Path], missing: list[str] = (),
+                  times: dict[str, float], clocks: dict[str, float], written: list[Path], missing: list[str] = (),
                   verdicts: list[str] = (), estimates: dict | None = None) -> None:
     from salora_cli.run_dir import environment
 
@@ -552,10 +617,11 @@ To regenerate it: `make reproduce PROFILE={profile['name']}` from the project ro
 here; finished runs are skipped, so it may span several sittings).
 This file was last written by: `{command}`
 {f"**This grid is incomplete**: {len(missing)} planned run(s) not finished yet ({', '.join(missing)}); the tables hold the finished ones. Running the command again continues it." if missing else ""}
-{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(times)}." if grid_s else ""}
+{f"Wall time of the grid: {grid_s / 60:.1f} min, the sum over its runs of model loading, training, evaluation and test generation, over every invocation that worked on them (`runs/{WALL_TIMES}`). Per part: {_parts_markdown(times, clocks)}." if grid_s else ""}
+{f"Wall-clock time of the parts timed that way: {sum(clocks.values()):.1f} min (per part, the time covered by its runs' spans, `runs/{SPANS}`: runs made side by side, `make reproduce JOBS=2`, one thread each, count once)." if clocks else ""}
 {f"Time this invocation spent on runs: {wall_time_s / 60:.1f} min (finished runs are skipped, so a rerun that only rebuilds the reports spends none)." if wall_time_s and round(wall_time_s / 60, 1) > 0 else ""}
 
-{_estimates_markdown(times, estimates or {})}
+{_estimates_markdown(times, estimates or {}, clocks)}
 
 Versions and machine: Python {env['python']}, torch {env['torch']}, transformers {env['transformers']},
 peft {env['peft']}, accelerate {env['accelerate']}; {env['platform']}, {env['cpu_count']} CPUs,

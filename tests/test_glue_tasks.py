@@ -466,6 +466,22 @@ def test_evaluate_wires_predictions_to_metrics(tokenizer, glue_dir):
     assert out["spearman"] == pytest.approx(M.spearman(labels, n_tokens))
 
 
+def test_logits_in_length_order_match_each_example_alone(tokenizer, glue_dir):
+    # evaluation batches examples longest first (less padding); the logits come back in input order,
+    # each the same as when the example is scored on its own
+    task = get_glue_task("mrpc")
+    dev = task.load_splits(glue_dir, splits=("dev",))["dev"][:9]
+    model = tiny_bert(tokenizer, task.num_labels)
+    cpu = torch.device("cpu")
+    order = task.length_order(tokenizer, dev, 64)
+    lengths = [len(tokenizer(ex["text_a"], ex["text_b"], truncation=True, max_length=64)["input_ids"]) for ex in dev]
+    assert sorted(order) == list(range(9)) and order != list(range(9))
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+    batched = task.logits(model, tokenizer, dev, batch_size=4, max_length=64, device=cpu)
+    alone = torch.cat([task.logits(model, tokenizer, [ex], batch_size=1, max_length=64, device=cpu) for ex in dev])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- build_model
 
 @pytest.mark.parametrize("key", ["stsb", "mnli"])

@@ -5,6 +5,8 @@ import csv
 import json
 import re
 
+import pytest
+
 from cli_helpers import run_cli
 from conftest import FIXTURES, ROOT
 from salora_cli.reproduce import load_profile, plan
@@ -68,12 +70,23 @@ def test_paper_profile_keeps_full_finetuning_at_its_own_lr():
 def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     monkeypatch.setenv("SALORA_DATA", str(shared_data))
     args = ["reproduce", "--profile", PROFILE, "--out", tmp_path / "runs", "--results", tmp_path / "results"]
+    results = tmp_path / "results"
+    # an earlier grid's report files this grid does not write go; another target's files stay
+    for name in ("instruct.md", "ranks/glue-cola/ranks.md", "curves/glue-cola.png", "ablations.md", "lengths/x.json"):
+        (results / name).parent.mkdir(parents=True, exist_ok=True)
+        (results / name).write_text("earlier")
     code, out, err = run_cli(args, capsys)
     assert code == 0, err + out
-    results = tmp_path / "results"
+    assert not any((results / name).exists() for name in ("instruct.md", "ranks/glue-cola", "curves"))
+    assert (results / "ablations.md").read_text() == (results / "lengths/x.json").read_text() == "earlier"
     for name in ("glue.md", "glue.csv", "efficiency.md", "README.md", "ranks/distribution.png",
                  "ranks/glue-sst2/ranks_heatmap.png", "ranks/glue-rte/ranks.md", "magnitudes.png"):
         assert (results / name).exists(), name
+    listed = set(re.findall(r"^- `([^`]+)`$", (results / "README.md").read_text(), re.M))
+    on_disk = {str(f.relative_to(results)) for f in results.rglob("*") if f.is_file()}
+    # every report file on disk is one README lists, besides the run records and the other targets' files
+    assert on_disk - listed - {"README.md", "ablations.md", "lengths/x.json"} == {
+        f for f in on_disk if f.startswith("runs/")}
     # SaLoRA's component sizes beside LoRA's, same task and seed, read from the saved adapters
     magnitudes = (results / "magnitudes.md").read_text()
     assert "glue-sst2_salora_minilm-l6_seed0" in magnitudes and "glue-sst2_lora_minilm-l6_seed0" in magnitudes
@@ -96,10 +109,16 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert "This file was last written by:" in readme and "Wall time of the grid:" in readme
     assert "To regenerate it: `make reproduce PROFILE=" in readme  # the command a user runs, no machine path
     # each part's measured time beside the plan's estimate, with the ratio once the part is whole
-    assert re.search(r"\| glue-sst2 \| 4 / 4 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", readme), readme
-    assert re.search(r"\| glue-rte \| 2 / 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", readme), readme
+    # (runs one after another: the wall-clock time is the runs' sum, up to the gaps between them)
+    for part, runs in (("glue-sst2", 4), ("glue-rte", 2)):
+        row = re.search(rf"\| {part} \| {runs} / {runs} \| ([0-9.]+) \| ([0-9.]+) \| [0-9.]+ \| [0-9.]+ \|", readme)
+        assert row and float(row[2]) <= float(row[1]) + 0.1, readme
+    assert "Wall-clock time of the parts timed that way:" in readme
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
     assert len(wall) == 6 and all(v >= 0 for v in wall.values())
+    spans = json.loads((tmp_path / "runs" / "tiny" / "run_spans.json").read_text())
+    assert sorted(spans) == sorted(wall)
+    assert all(len(s) == 1 and s[0][1] - s[0][0] == pytest.approx(wall[name], abs=0.2) for name, s in spans.items())
     efficiency = (results / "efficiency.md").read_text()
     # merged-vs-base inference measured for both tasks: found by row label and shape, never by how
     # fast it was (a timing says nothing about correctness and varies with the machine's load)
@@ -120,6 +139,7 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert "6 finished run(s) taken from" in out and out.count("skipped") == 6
     assert (results / "glue.md").read_text() == glue_md
     assert json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text()) == wall
+    assert json.loads((tmp_path / "runs" / "tiny" / "run_spans.json").read_text()) == spans
     assert "not measured: the run's weights are not on this machine" in (results / "efficiency.md").read_text()
 
 
@@ -182,6 +202,19 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
     wall = json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text())
     assert list(wall) == ["glue-sst2_lora_minilm-l6_seed0"] and wall["glue-sst2_lora_minilm-l6_seed0"] >= 0
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the grid's only
+
+
+def test_a_parts_wall_clock_counts_runs_side_by_side_once():
+    from salora_cli.reproduce import clock_minutes, part_clocks
+
+    # two invocations: 0-60 s and 30-120 s overlap, 200-260 s alone; a resumed run has two spans
+    assert clock_minutes([[200, 260], [0, 60], [30, 120]]) == pytest.approx(3.0)
+    assert clock_minutes([[0, 60], [10, 20]]) == pytest.approx(1.0)  # one span inside another
+    assert clock_minutes([]) == 0
+    times = {"glue-sst2_a": 60.0, "glue-sst2_b": 90.0, "glue-rte_a": 30.0, "glue-rte_b": 30.0}
+    spans = {"glue-sst2_a": [[0, 60]], "glue-sst2_b": [[30, 120]], "glue-rte_a": [[500, 530]]}
+    # glue-rte_b was timed before spans were recorded: its part's wall-clock time is unknown, not short
+    assert part_clocks(times, spans) == {"glue-sst2": pytest.approx(2.0)}
 
 
 def test_the_grid_total_counts_only_the_profiles_runs_and_their_transfers(tmp_path):
