@@ -462,3 +462,26 @@ def test_paired_interval_and_verdict():
     assert diff(-2.0, -3.0, -2.5).verdict == "behind"
     assert diff(1.0, -1.0, 2.0).verdict == "level"
     assert diff(4.0).interval() is None and diff(4.0).verdict is None  # one seed: no interval
+
+
+def test_every_method_picks_its_best_among_the_same_evaluations(tmp_path):
+    # SaLoRA reaches its budget at step 200; LoRA's evaluation at 150 would give it a third try.
+    def evals(scores, first_at_budget):
+        return [{"step": s, "split": "dev", "metrics": {"accuracy": a}, "at_budget": s >= first_at_budget}
+                for s, a in zip((150, 200, 250), scores)]
+    for seed in (0, 1):
+        write_run(tmp_path / f"lora_{seed}", task="glue/sst2", method="lora", seed=seed,
+                  best={"accuracy": 85.0}, evals=evals((85.0, 80.0 + seed, 81.0), 0))
+        write_run(tmp_path / f"salora_{seed}", task="glue/sst2", method="salora", seed=seed,
+                  best={"accuracy": 83.0}, evals=evals((88.0, 82.0, 83.0), 200))
+    # another task's schedule is its own: nothing there reaches its budget late
+    write_run(tmp_path / "mrpc", task="glue/mrpc", method="lora", seed=0, best={"accuracy": 70.0},
+              evals=[{"step": 40, "split": "dev", "metrics": {"accuracy": 70.0}, "at_budget": True},
+                     {"step": 80, "split": "dev", "metrics": {"accuracy": 69.0}, "at_budget": True}])
+
+    rows = {(r.task, r.method): r for r in build_metrics_report(find_runs(tmp_path)).rows}
+    lora, salora = rows["glue/sst2", "lora"], rows["glue/sst2", "salora"]
+    assert [r.best_step for r in lora.runs] == [250, 200]  # 81 at 250 for seed 0; the tie 81 / 81 goes to 200
+    assert lora.best_main.mean == pytest.approx(81.0)
+    assert salora.best_main.mean == pytest.approx(83.0)
+    assert rows["glue/mrpc", "lora"].best_main.mean == pytest.approx(70.0)

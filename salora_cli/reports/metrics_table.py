@@ -26,7 +26,7 @@ from rich.text import Text
 
 from salora_cli import atomic
 from salora_cli.errors import SaloraError
-from salora_cli.reports.runs import RunRecord, RunScan, read_generations
+from salora_cli.reports.runs import RunRecord, RunScan, best_in_common_window, read_generations
 from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations, StyleSamples, build_style_samples
 
 # Same tasks and order as tasks.metrics.GLUE_MAIN_METRIC (not imported: it pulls in scikit-learn).
@@ -460,7 +460,9 @@ class MetricsReport:
             "left out when there is a single seed. Metrics are taken at the **best dev checkpoint** (the "
             "evaluation with the highest main metric — the usual dev-set reporting), chosen only among "
             "evaluations made at the final budget, so SaLoRA and AdaLoRA are reported with the rank they "
-            "end with, never with an earlier, larger one; the *final* column is "
+            "end with, never with an earlier, larger one; and, so that every method picks its best among "
+            "as many evaluations, only among those from the step on where every run of the task (same "
+            "model, steps and evaluation steps) had reached its final budget. The *final* column is "
             "the main metric at the last training step. Where every run of a table also has a held-out "
             "test evaluation, that table's other metric columns are the test metrics (marked *test*).",
             "",
@@ -612,7 +614,7 @@ def build_metrics_report(runs: Iterable[RunRecord] | RunScan) -> MetricsReport:
     Pass the RunScan from `find_runs` to carry its skip notes into the report.
     """
     notes = list(runs.notes) if isinstance(runs, RunScan) else []
-    runs = list(runs)
+    runs = best_in_common_window(runs)
     if not runs:
         raise SaloraError("no runs to report")
     groups: dict[tuple[str, str, str], list[RunRecord]] = {}

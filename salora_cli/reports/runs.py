@@ -6,6 +6,7 @@ otherwise bias a mean over seeds without anyone noticing, so it is skipped with 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -227,6 +228,47 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         lr=_config_lr(_settings_dir(run_dir, data) / CONFIG_FILE),
         budget=_budget(_settings_dir(run_dir, data) / RANKS_FILE),
     )
+
+
+def best_in_common_window(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """`runs` with each best checkpoint re-chosen among the evaluations made once every run of its
+    comparison had reached its final budget.
+
+    A run's own best is chosen among its evaluations at its final budget; SaLoRA reaches its budget
+    later than LoRA (removal runs until its ramp ends), so on its own a LoRA run would pick its best
+    among more evaluations than a SaLoRA run, and a best of three beats a best of two by chance alone.
+    Runs compared in one table (same task, model, steps and evaluation steps) therefore share one
+    window: the evaluations from the latest first-at-budget step among them on. A run with no
+    evaluation in that window keeps its own best.
+    """
+    runs = list(runs)
+    groups: dict[tuple, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault((run.task, run.model, run.steps, tuple(e.get("step") for e in _dev_evals(run))),
+                          []).append(run)
+    starts: dict[int, int] = {}
+    for group in groups.values():
+        firsts = [next((e.get("step") for e in _dev_evals(r) if e.get("at_budget", True)), None) for r in group]
+        if any(f is None for f in firsts) or not firsts:
+            continue
+        for run in group:
+            starts[id(run)] = max(firsts)
+    return [_rebest(run, starts[id(run)]) if id(run) in starts else run for run in runs]
+
+
+def _dev_evals(run: RunRecord) -> list[dict]:
+    return [e for e in run.raw.get("evals") or []
+            if isinstance(e, dict) and e.get("split", "dev") != "test" and isinstance(e.get("step"), int)
+            and _metrics(e).get(run.main_metric) is not None]
+
+
+def _rebest(run: RunRecord, start: int) -> RunRecord:
+    window = [e for e in _dev_evals(run) if e["step"] >= start]
+    if not window:
+        return run
+    chosen = max(window, key=lambda e: (_metrics(e)[run.main_metric], -e["step"]))  # ties: the earlier
+    block = {k: v for k, v in chosen.items() if k not in ("epoch", "split", "at_budget")}
+    return dataclasses.replace(run, best=_metrics(chosen), best_step=chosen["step"], raw={**run.raw, "best": block})
 
 
 def _settings_dir(run_dir: Path, data: dict) -> Path:
