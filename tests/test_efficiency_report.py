@@ -21,7 +21,7 @@ def _row(text: str, method: str) -> list[str]:
 
 
 def test_mean_and_median_ratios_to_lora(tmp_path, monkeypatch):
-    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n: [])
+    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])
     runs = [_record("lora", 0, 0.20, 0.10), _record("lora", 1, 0.20, 0.10),
             # one burst of outside load slowed seed 1's run: its mean moves, its median does not
             _record("salora", 0, 0.21, 0.103), _record("salora", 1, 0.29, 0.105)]
@@ -33,7 +33,7 @@ def test_mean_and_median_ratios_to_lora(tmp_path, monkeypatch):
 
 
 def test_median_left_blank_when_a_seed_has_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n: [])
+    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])
     runs = [_record("lora", 0, 0.2, 0.1), _record("salora", 0, 0.2, 0.1), _record("salora", 1, 0.2, None)]
     row = _row(efficiency.build_efficiency_report(runs, tmp_path / "efficiency.md").read_text(), "salora")
     assert row[4:6] == ["0.200", "1.00"] and row[6:8] == ["", ""]

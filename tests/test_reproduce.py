@@ -123,7 +123,8 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     # merged-vs-base inference measured for both tasks: found by row label and shape, never by how
     # fast it was (a timing says nothing about correctness and varies with the machine's load)
     inference = efficiency.split("## Inference", 1)[-1]
-    rows = [line for line in inference.splitlines() if re.fullmatch(r"\| glue/(sst2|rte)( \| [0-9.]+){3} \|", line)]
+    rows = [line for line in inference.splitlines()
+            if re.fullmatch(r"\| glue/(sst2|rte) \| glue-\1_salora_\S+_seed0( \| [0-9.]+){3} \|", line)]
     assert len(rows) == 2, efficiency
     # a rerun skips every finished run and only rebuilds the reports
     code, out, err = run_cli(args, capsys)
@@ -132,7 +133,8 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     # a later sitting on a fresh machine (no runs/): the committed records are restored, not rerun,
     # and the tables come out the same (the inference timing says it has no weights to time)
     import shutil
-    glue_md = (results / "glue.md").read_text()
+    glue_md, efficiency = (results / "glue.md").read_text(), (results / "efficiency.md").read_text()
+    rows = [line for line in efficiency.splitlines() if re.fullmatch(r"\| glue/(sst2|rte) \| glue-.*\|", line)]
     shutil.rmtree(tmp_path / "runs")
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
@@ -140,7 +142,16 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert (results / "glue.md").read_text() == glue_md
     assert json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text()) == wall
     assert json.loads((tmp_path / "runs" / "tiny" / "run_spans.json").read_text()) == spans
+    # what needs the weights keeps what was measured from these same runs when they were made
+    assert [line for line in (results / "efficiency.md").read_text().splitlines() if line in rows] == rows
+    assert (results / "magnitudes.md").read_text() == magnitudes
+    # and without that earlier measurement it says so, never a number from other runs
+    (results / "efficiency.md").write_text(efficiency.replace("seed0 |", "seed9 |"))
+    (results / "magnitudes.md").write_text(magnitudes.replace("_seed0)", "_seed9)"))
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
     assert "not measured: the run's weights are not on this machine" in (results / "efficiency.md").read_text()
+    assert not (results / "magnitudes.md").exists() and not (results / "magnitudes.png").exists()
 
 
 def test_rerun_refuses_a_finished_run_whose_profile_changed(tmp_path, capsys, shared_data, monkeypatch):

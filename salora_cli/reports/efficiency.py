@@ -43,7 +43,8 @@ def build_efficiency_report(runs: list[RunRecord], out: Path, inference_examples
                  _num(median_step.get((task, method)), 3), _num(_to_lora(median_step, task, method), 2),
                  _num(memory and statistics.mean(memory), 0)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _inference_section(runs, inference_examples)
+    previous = out.read_text(encoding="utf-8") if out.is_file() else ""
+    lines += _inference_section(runs, inference_examples, previous)
     atomic.write_text(out, "\n".join(lines) + "\n")
     return out
 
@@ -58,7 +59,7 @@ def _to_lora(times: dict[tuple[str, str], float], task: str, method: str) -> flo
     return times[(task, method)] / times[(task, "lora")] if (task, method) in times and (task, "lora") in times else None
 
 
-def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
+def _inference_section(runs: list[RunRecord], n_examples: int, previous: str) -> list[str]:
     firsts = {t: r for t, r in first_seed_per_task(runs, "salora").items() if r.family == "glue"}
     if not firsts:
         return []
@@ -66,14 +67,18 @@ def _inference_section(runs: list[RunRecord], n_examples: int) -> list[str]:
              "The first SaLoRA seed of each GLUE task, reloaded from its folder with the update merged",
              "into W, against the pre-trained model with the same head shape: dev-set evaluation of",
              f"{n_examples} examples, interleaved, median of 5 after a warm-up. A ratio of 1.00 means no",
-             "added latency. (Style transfer is left out: generation lengths differ between models.)", "",
-             "| Task | base (s) | merged SaLoRA (s) | merged ÷ base |", "|---|---:|---:|---:|"]
+             "added latency. (Style transfer is left out: generation lengths differ between models.)",
+             "A run restored from results/runs/ has no weights on a fresh machine: its row is the one",
+             "measured when the run was made, kept from the previous efficiency.md.", "",
+             "| Task | Run | base (s) | merged SaLoRA (s) | merged ÷ base |", "|---|---|---:|---:|---:|"]
     for task, run in firsts.items():
         if not (run.path / "adapter").is_dir():  # a run restored from results/runs: no weights here
-            lines.append(f"| {task} | – | – | not measured: the run's weights are not on this machine |")
+            kept = [line for line in previous.splitlines() if line.startswith(f"| {task} | {run.path.name} | ")]
+            lines.append(kept[0] if kept else
+                         f"| {task} | {run.path.name} | – | – | not measured: the run's weights are not on this machine |")
             continue
         base_s, merged_s = measure_merged_inference(run.path, n_examples)
-        lines.append(f"| {task} | {base_s:.3f} | {merged_s:.3f} | {merged_s / base_s:.2f} |")
+        lines.append(f"| {task} | {run.path.name} | {base_s:.3f} | {merged_s:.3f} | {merged_s / base_s:.2f} |")
     return lines
 
 

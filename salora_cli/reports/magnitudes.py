@@ -109,9 +109,11 @@ def _histogram(all_spectra: dict, out_png: Path) -> None:
 def write_for_grid(runs, results: Path, task: str = "glue/sst2") -> list[Path]:
     """results/magnitudes.md (+ .png): SaLoRA beside LoRA on `task`, same seed, budget and lr
     rule as the tables (the first seed of each at the largest budget among `runs`, which are the
-    runs the tables report). Skipped, with nothing written, when either run or adapter is missing."""
+    runs the tables report). Skipped, with nothing written, when either run is missing. When an
+    adapter is missing (a run restored from results/runs/ on a fresh machine), the files already in
+    results/ are kept if they were read from these same two runs; otherwise nothing is written."""
     def pick(method):
-        mine = [r for r in runs if r.task == task and r.method == method and (r.path / "adapter").is_dir()]
+        mine = [r for r in runs if r.task == task and r.method == method]
         if not mine:
             return None
         top = max((r.budget or 0) for r in mine)
@@ -121,6 +123,10 @@ def write_for_grid(runs, results: Path, task: str = "glue/sst2") -> list[Path]:
     if salora is None or lora is None:
         return []
     md, png = results / "magnitudes.md", results / "magnitudes.png"
+    if not all((r.path / "adapter").is_dir() for r in (salora, lora)):
+        same = md.is_file() and png.is_file() and all(f"({r.path.name})" in md.read_text(encoding="utf-8")
+                                                      for r in (salora, lora))
+        return [md, png] if same else []
     table = write_comparison({f"SaLoRA ({salora.path.name})": salora.path,
                               f"LoRA ({lora.path.name})": lora.path}, md, None)
     text = "\n".join([
