@@ -364,7 +364,7 @@ def test_results_rebuilt_from_run_folders_alone(tmp_path, monkeypatch):
                                 name=p.folder_name, majority_baseline={"accuracy": MAJORITY[task]})
         if p.method == "salora":
             (folder / "ranks.json").write_text(json.dumps(bert_ranks([[8] * 6] * 6, budget_total=288)))
-    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n: [])  # no adapters to time
+    monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])  # no adapters to time
     results = tmp_path / "results"
     reproduce.build_results(runs_root, results, loaded, Console(file=open(tmp_path / "log", "w")), command="t")
 
