@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -127,7 +128,7 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
         build_results(runs_root, results, profile, console,
                       command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started,
-                      estimates=estimates)
+                      estimates=estimates, front_page=front_page_of(results, root))
 
 
 def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, console: Console) -> None:
@@ -345,10 +346,18 @@ def clock_minutes(spans: list[list[float]]) -> float:
     return covered / 60
 
 
+def front_page_of(results: Path, root: Path) -> Path | None:
+    """The project's README.md when `results` is the project's own results/ (its summary is rebuilt
+    with it); None for a results folder elsewhere, whose numbers must not reach the front page."""
+    return root / "README.md" if results.resolve() == (root / "results").resolve() else None
+
+
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
-                  wall_time_s: float | None = None, estimates: dict | None = None) -> None:
+                  wall_time_s: float | None = None, estimates: dict | None = None,
+                  front_page: Path | None = None) -> None:
     """Every table and figure in results/, from the finished runs under runs_root. `estimates`: the
-    plan's cost per part (salora_cli.plan.part_estimates), set beside the measured wall times."""
+    plan's cost per part (salora_cli.plan.part_estimates), set beside the measured wall times.
+    `front_page`: a README whose results-summary markers get the GLUE summary (reports/front_page.py)."""
     from salora_cli.reports import build_rank_report, compare_rank_distributions, find_runs
     from salora_cli.reports.efficiency import build_efficiency_report
     from salora_cli.reports.magnitudes import write_for_grid as write_magnitudes
@@ -374,6 +383,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
 
         written += write_style_report(mirrored_transfers, results, [r for r in mirrored if r.family == "style"])
     verdicts: list[str] = []
+    overviews: list = []
     for family in ("glue", "style", "instruct"):
         runs = [r for r in mirrored if r.family == family]
         if family == "style" and mirrored_transfers:
@@ -382,7 +392,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
             report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
             report.print(console)
             written += report.write(results, family)
-            written += _glue_overview_files(report, results, verdicts)
+            written += _glue_overview_files(report, results, verdicts, overviews)
     # rank maps and timings show one budget (the first listed), so runs of two budgets never mix
     main = protocol.main_budget(profile)
     at_main = {name for name, budget in shown.items() if budget in (main, None)}
@@ -406,6 +416,12 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     missing = _unfinished(every, choices, {r.path.name for r in planned})
     _write_readme(results, profile, command, wall_time_s, times, clocks, [p for p in written if p], missing,
                   verdicts, estimates or {})
+    if front_page is not None:
+        from salora_cli.reports.front_page import write_summary
+
+        if write_summary(front_page, overviews, profile["name"],
+                         link=os.path.relpath(results, front_page.parent)):
+            console.print(f"results summary written to {front_page}")
     console.print(f"results written to {results}")
 
 
@@ -433,17 +449,19 @@ def remove_stale(results: Path, written: list[Path]) -> list[Path]:
     return stale
 
 
-def _glue_overview_files(report, results: Path, verdicts: list[str]) -> list[Path]:
+def _glue_overview_files(report, results: Path, verdicts: list[str], overviews: list) -> list[Path]:
     """glue.png and the learning curves of the tasks not learned, from the GLUE overview of a
-    report that has one; its verdict lines are added to `verdicts` (README states them)."""
-    overviews = getattr(report, "overviews", None)
-    if not overviews:
+    report that has one; its verdict lines are added to `verdicts` (README states them) and the
+    overviews themselves to `overviews` (the front page's summary)."""
+    mine = getattr(report, "overviews", None)
+    if not mine:
         return []
     from salora_cli.reports.glue_figures import write_glue_figures
 
-    for overview in overviews:
+    for overview in mine:
         verdicts += overview.verdict_lines()
-    return write_glue_figures(overviews, results)
+    overviews += mine
+    return write_glue_figures(mine, results)
 
 
 def _unfinished(every: list[PlannedRun], choices: list, finished: set[str]) -> list[str]:

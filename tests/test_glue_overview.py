@@ -366,7 +366,12 @@ def test_results_rebuilt_from_run_folders_alone(tmp_path, monkeypatch):
             (folder / "ranks.json").write_text(json.dumps(bert_ranks([[8] * 6] * 6, budget_total=288)))
     monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])  # no adapters to time
     results = tmp_path / "results"
-    reproduce.build_results(runs_root, results, loaded, Console(file=open(tmp_path / "log", "w")), command="t")
+    front = tmp_path / "README.md"
+    from salora_cli.reports.front_page import END, START
+
+    front.write_text(f"# salora\n\n## Results\n\n{START}\nan old summary\n{END}\n\n## Library\nkept\n")
+    reproduce.build_results(runs_root, results, loaded, Console(file=open(tmp_path / "log", "w")), command="t",
+                            front_page=front)
 
     md = (results / "glue.md").read_text()
     assert md.index("## GLUE at a glance (budget 8)") < md.index("## Budget 8: average rank 8 per matrix")
@@ -380,3 +385,36 @@ def test_results_rebuilt_from_run_folders_alone(tmp_path, monkeypatch):
     assert "Left out: RTE (not learned)" in verdict
     assert "- SaLoRA − AdaLoRA: no AdaLoRA runs." in verdict
     assert "`glue.png`" in readme and "- `curves/rte.png`" in readme
+
+    # the front page's summary: rebuilt between its markers from the same overview, the rest kept
+    page = front.read_text()
+    assert page.startswith("# salora\n\n## Results\n\n") and page.endswith(f"{END}\n\n## Library\nkept\n")
+    assert "an old summary" not in page and "[results/glue.md](results/glue.md)" in page
+    summary = section_rows(page, START, END)
+    assert summary["SaLoRA"] == ["SaLoRA", "1.50K → 1.00K", "3", "84.17", "53.00"]
+    assert summary["Full FT (no budget)"][3:] == ["—", "55.00"]
+    assert summary["SST-2"][1].startswith("+2.00 [") and summary["SST-2"][1].endswith("] ahead")
+    assert summary["**all learned tasks**"][1].startswith("**+2.00 [") and summary["**all learned tasks**"][2] == "—"
+    assert "Left out of the overall verdicts: RTE (not learned)" in page
+    before = page
+    reproduce.build_results(runs_root, results, loaded, Console(file=open(tmp_path / "log", "w")), command="t",
+                            front_page=front)
+    assert front.read_text() == before  # rebuilt byte for byte
+
+
+def test_front_page_summary_only_for_the_projects_results(tmp_path):
+    from salora_cli.reports.front_page import write_summary
+
+    assert reproduce_front_page(tmp_path, tmp_path / "results") == tmp_path / "README.md"
+    assert reproduce_front_page(tmp_path, tmp_path / "elsewhere") is None
+    plain = tmp_path / "README.md"
+    plain.write_text("# a README without the markers\n")
+    grid(tmp_path / "runs", tasks=("sst2",))
+    assert write_summary(plain, tables(tmp_path / "runs").overviews, "cpu") is None
+    assert plain.read_text() == "# a README without the markers\n"
+
+
+def reproduce_front_page(root: Path, results: Path) -> Path | None:
+    from salora_cli.reproduce import front_page_of
+
+    return front_page_of(results, root)
