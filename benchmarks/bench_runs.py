@@ -188,7 +188,7 @@ def markdown(results: dict, command: str) -> str:
              "after the freeze). The grid's run?: whether the retimed run is the grid's run: every logged loss "
              "equal where the grid's folder kept its log (runs/reproduce/), else SaLoRA's learned rank of "
              "every matrix equal to its ranks.json (results/runs/ keeps no log); DIFFER where the code has "
-             "changed since the grid's run in a way that changes float results (README, Benchmark: "
+             "changed since the grid's run in a way that changes float results (docs/benchmark.md, "
              "Numerics).", "",
              "| Task | steps | SaLoRA median s / step | LoRA median s / step | paired ratio | 95 % interval "
              f"| {TARGET.replace('<=', '≤')}? | summed ratio | " + " | ".join(PHASES) + " | the grid's run? |",

@@ -115,7 +115,7 @@ class AdapterConfig:
     orth_every: int = field(default=1, metadata={"help": (
         "Compute the orthogonality term on every k-th optimizer step only, at k × orth_reg, so it "
         "weighs the same per step on average (lazy regularisation). 1 (default): every step. The term "
-        "is 3-5 points of SaLoRA's 7-8 % extra step time on SST-2's short CPU steps (README); k = 4 "
+        "is 3-5 points of SaLoRA's 7-8 % extra step time on SST-2's short CPU steps (docs/benchmark.md); k = 4 "
         "stepped 1.056 x LoRA against 1.085 but lost ~3 points at 50 SST-2 steps and on MRPC "
         "(results/lengths.md), so k > 1 is an ablation")})
     init: str = field(default="lora", metadata={"help": (

@@ -1,6 +1,6 @@
 """The adapted linear layer: W x + s · B · diag(λ ⊙ z) · A x, and plain LoRA as its gate-free case.
 
-Choices where the paper is silent (see README "The method as implemented"):
+Choices where the paper is silent (docs/method.md says why):
 - SaLoRA initialises A with orthonormal rows, B = 0 and λ = 1, so ΔW = 0 at start (the wrapped
   model is the pre-trained one) and B receives task gradient from the first step, exactly as in
   LoRA; λ, A and a component's gate receive it as soon as its column of B is non-zero, i.e. as

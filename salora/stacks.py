@@ -17,8 +17,8 @@ instead, as before, cost every layer a multiply in the forward and, in the backw
 through it and the scale's own gradient (a multiply and a sum over every token): four small ops a
 layer where LoRA has two (its constant s), each a kernel launch on a GPU whatever the layer's size
 (MiniLM's short SST-2 step: 1,642 kernels before, 1,512 after, LoRA 1,410). The product is
-x (A ⊙ c)ᵀ where it was (x Aᵀ) ⊙ c: equal in exact arithmetic, not in floating point (README
-"Benchmark" says what it did to the results). peft's AdaLoRA scales A by its singular values the
+x (A ⊙ c)ᵀ where it was (x Aᵀ) ⊙ c: equal in exact arithmetic, not in floating point (docs/benchmark.md,
+"Numerics", says what it did to the results). peft's AdaLoRA scales A by its singular values the
 same way. The penalty keeps the unscaled stack: it measures directions; λ ⊙ z carries the sizes.
 
 Grouped by the matrices' other dimension, not by their shape: A's by d_in (rows of any rank stack

@@ -51,7 +51,7 @@ REFERENCE_CPU = Device("2 CPU cores (333 GFLOP/s fp32 peak)", 2 * 2 * 16 * 2 * 2
 FULL_BACKWARD = 2.0  # backward / forward FLOPs when every weight trains (activation and weight gradients)
 FROZEN_BACKWARD = 1.0  # ... when the base is frozen (activation gradients only)
 ADAPTER_FLOPS_PER_WEIGHT = 6  # an adapter weight's forward product (2) and its two gradients (4)
-# SaLoRA's step time / LoRA's at the same shapes: 1.071 on the cpu grid's SST-2 runs (README, make bench-runs)
+# SaLoRA's step time / LoRA's at the same shapes: 1.071 on the cpu grid's SST-2 runs (docs/benchmark.md, make bench-runs)
 METHOD_OVERHEAD = {"salora": 1.07}
 
 BYTES_PER_WEIGHT = 4  # saved tensors are fp32 (safetensors), optimizer moments too

