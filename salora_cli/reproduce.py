@@ -106,9 +106,11 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
         _check_finished_run_matches(runs_root / p.folder_name, planned_config(p, data))
     run_phase(first, 1, total, runs_root, data, console)
     done = len(first)
+    profile_grid = every_seed  # widening counts its steps from the profile's grid, never a widened one
     while True:  # a choice at the edge of its grid runs seed 0 one step further, until none is
-        widened = protocol.widen(every_seed, runs_root, steps)
-        new = [p for p in widened[len(every_seed):] if seeds is None or p.seed in seeds]
+        widened = protocol.widen(profile_grid, runs_root, steps)
+        known = {p.folder_name for p in every_seed}
+        new = [p for p in widened[len(profile_grid):] if p.folder_name not in known and (seeds is None or p.seed in seeds)]
         every_seed, planned = widened, planned + new
         extra = [p for p in new if p.selects]
         if not extra:

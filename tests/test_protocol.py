@@ -289,3 +289,24 @@ def test_edge_choices_widen_the_grid_then_the_rule_chooses_again(tmp_path, capsy
     fake_training.clear()
     code, out, err = run_cli(args, capsys)
     assert code == 0 and [c for c in fake_training if not c.startswith("ranks:")] == [], err
+
+
+def test_widening_stops_after_its_steps_when_every_lr_ties(tmp_path, capsys, fake_training, monkeypatch):
+    """A method that scores the same at every lr (BitFit stuck at the majority class) chooses the smaller
+    lr at every step, so its choice stays at the bottom edge: widen_lr_grid 2 adds exactly two steps
+    below the profile's grid, counted from that grid, not from the last widened one (CoLA's BitFit ran
+    six steps down before)."""
+    profile = tmp_path / "ties.yaml"
+    text = PROFILE.read_text().replace("method_overrides:\n  bitfit: {train: {lr: 1.0e-3}}\n",
+                                       "method_lr_grids: {bitfit: [1.0e-3, 2.0e-3]}\nwiden_lr_grid: 2\n")
+    profile.write_text(text)
+    monkeypatch.setattr(__import__(__name__), "SCORES", {**SCORES, **{("bitfit", None, lr): 50.0 for lr in
+                                                                     (1e-3, 2e-3, 5e-4, 2.5e-4, 1.25e-4)}})
+    results = tmp_path / "results"
+    code, out, err = run_cli(["reproduce", "--profile", profile, "--out", tmp_path / "runs", "--results", results],
+                             capsys)
+    assert code == 0, err + out
+    bitfit = sorted(c for c in fake_training if "bitfit" in c)
+    assert bitfit == sorted(f"glue-sst2_bitfit_lr{lr}_minilm-l6_seed0" for lr in ("1e-03", "2e-03", "5e-04", "2.5e-04"))
+    chosen = {g["method"]: g["chosen_lr"] for g in json.loads((results / "selection.json").read_text())["groups"]}
+    assert chosen["bitfit"] == 2.5e-4
