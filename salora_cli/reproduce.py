@@ -384,8 +384,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
         from salora_cli.reports.style_report import write_style_report
 
         written += write_style_report(mirrored_transfers, results, [r for r in mirrored if r.family == "style"])
-    verdicts: list[str] = []
-    overviews: list = []
+    overviews: list = []  # the GLUE overviews: README's verdicts and the front page's summary
     for family in ("glue", "style", "instruct"):
         runs = [r for r in mirrored if r.family == family]
         if family == "style" and mirrored_transfers:
@@ -394,7 +393,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
             report = _family_report(runs, shown, profile, family, lr_selected=bool(choices))
             report.print(console)
             written += report.write(results, family)
-            written += _glue_overview_files(report, results, verdicts, overviews)
+            written += _glue_overview_files(report, results, overviews)
     # rank maps and timings show one budget (the first listed), so runs of two budgets never mix
     main = protocol.main_budget(profile)
     at_main = {name for name, budget in shown.items() if budget in (main, None)}
@@ -416,6 +415,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     times = _grid_wall_times(runs_root, every)
     clocks = part_clocks(times, _grid_wall_times(runs_root, every, SPANS))
     missing = _unfinished(every, choices, {r.path.name for r in planned})
+    verdicts = [line for overview in overviews for line in overview.verdict_lines()]
     _write_readme(results, profile, command, wall_time_s, times, clocks, [p for p in written if p], missing,
                   verdicts, estimates or {})
     if front_page is not None:
@@ -451,17 +451,14 @@ def remove_stale(results: Path, written: list[Path]) -> list[Path]:
     return stale
 
 
-def _glue_overview_files(report, results: Path, verdicts: list[str], overviews: list) -> list[Path]:
+def _glue_overview_files(report, results: Path, overviews: list) -> list[Path]:
     """glue.png and the learning curves of the tasks not learned, from the GLUE overview of a
-    report that has one; its verdict lines are added to `verdicts` (README states them) and the
-    overviews themselves to `overviews` (the front page's summary)."""
+    report that has one; the overviews are added to `overviews` (README's verdicts, the front page)."""
     mine = getattr(report, "overviews", None)
     if not mine:
         return []
     from salora_cli.reports.glue_figures import write_glue_figures
 
-    for overview in mine:
-        verdicts += overview.verdict_lines()
     overviews += mine
     return write_glue_figures(mine, results)
 

@@ -124,8 +124,8 @@ def write_for_grid(runs, results: Path, task: str = "glue/sst2") -> list[Path]:
         return []
     md, png = results / "magnitudes.md", results / "magnitudes.png"
     if not all((r.path / "adapter").is_dir() for r in (salora, lora)):
-        same = md.is_file() and png.is_file() and all(f"({r.path.name})" in md.read_text(encoding="utf-8")
-                                                      for r in (salora, lora))
+        kept = md.read_text(encoding="utf-8") if md.is_file() and png.is_file() else ""
+        same = all(f"({r.path.name})" in kept for r in (salora, lora))
         return [md, png] if same else []
     table = write_comparison({f"SaLoRA ({salora.path.name})": salora.path,
                               f"LoRA ({lora.path.name})": lora.path}, md, None)
