@@ -133,24 +133,29 @@ def _glue_split(task: str, data_dir: str | None, split: str, options: dict) -> t
 
     if not data_dir:
         return None, ""
+    glue = get_glue_task(task).configure(**options)
     try:
-        examples = get_glue_task(task).configure(**options).load_splits(data_dir, splits=(split,))[split]
-    except SaloraError:
+        examples = glue.load_splits(data_dir, splits=(split,))[split]
+    except SaloraError:  # not here, or only a sample here and the run asks for the official files
         return None, ""
-    return examples, f"counted: {data_dir}"
+    sampled = split in glue.data_summary().get("sampled", [])
+    return examples, f"counted: {data_dir}" + (" (a sample of the official rows, as the run reads it)" if sampled else "")
 
 
-def _glue_sample(task: str) -> tuple[list[dict], str]:
+def _glue_sample(task: str, data_dir: str | None) -> tuple[list[dict], str]:
     """Texts of the same distribution where the full train file is missing: the LM-BFF samples in
-    <data>/glue-sampled/<TASK>/512-13/train.tsv (MNLI, QQP, QNLI)."""
+    glue-sampled/<TASK>/512-13/train.tsv (MNLI, QQP, QNLI), beside the run's data folder or under the
+    data root."""
     from tasks.glue import get_glue_task
 
     glue = get_glue_task(task)
-    root = _data_root()
-    folder = root / "glue-sampled" / glue.spec.folder / "512-13" if root else None
-    if folder is None or not (folder / "train.tsv").is_file():
-        return [], ""
-    return glue._read_tsv(folder / "train.tsv", None), str(folder / "train.tsv")  # the task's own reader
+    roots = [Path(data_dir).expanduser()] if data_dir else []
+    roots += [root / "glue"] if (root := _data_root()) else []
+    for candidate in roots:
+        folder = glue._sampled_folder(candidate) if candidate.is_dir() else None
+        if folder is not None and (folder / "512-13" / "train.tsv").is_file():
+            return glue._read_tsv(folder / "512-13" / "train.tsv", None), str(folder / "512-13" / "train.tsv")
+    return [], ""
 
 
 def _glue(task: str, data_dir: str | None, options: dict) -> TaskData:
@@ -159,7 +164,7 @@ def _glue(task: str, data_dir: str | None, options: dict) -> TaskData:
         examples, source = _glue_split(task, data_dir, split, options)
         if examples is None:
             official = OFFICIAL[task][split]
-            sample, where = _glue_sample(task)
+            sample, where = _glue_sample(task, data_dir)
             lengths = _glue_lengths(sample) if sample else ()
             splits.append(Split(official.examples, lengths, f"official: {official.source}"
                                 + (f" (lengths from {where})" if sample and split == "train" else "")))

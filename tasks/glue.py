@@ -131,6 +131,21 @@ class GlueTask(SequenceClassificationTask):
         self.main_metric = M.GLUE_MAIN_METRIC[spec.key]
         self.is_regression = spec.is_regression
         self.num_labels = 1 if spec.is_regression else len(spec.label_names)
+        # task_options {samples: false}: the official files or the hub only, never glue-sampled/ (the
+        # paper's profiles: a run that read LM-BFF's 15k MNLI rows would not be the paper's MNLI)
+        self.samples = True
+
+    def configure(self, **options: Any) -> "GlueTask":
+        """task_options: `samples` (bool, default true), whether a split may come from the sampled
+        folder where the official file is missing."""
+        unknown = sorted(set(options) - {"samples"})
+        if unknown:
+            raise SaloraError(f"task {self.name} has no option {', '.join(map(repr, unknown))} (options: samples)")
+        if "samples" in options:
+            if not isinstance(options["samples"], bool):
+                raise SaloraError(f"task {self.name}: samples must be true or false, got {options['samples']!r}")
+            self.samples = options["samples"]
+        return self
 
     def __repr__(self) -> str:
         return f"GlueTask({self.name!r})"
@@ -209,6 +224,10 @@ class GlueTask(SequenceClassificationTask):
         if official is not None and all((official / f).is_file() for f, _ in files):
             return self._read_files(official, files), f"official: {_names(official, files)}"
         sampled = self._sampled_folder(root)
+        if sampled is not None and not self.samples:
+            raise SaloraError(f"{self.name}: only samples of the official {split} set are at {sampled}, and this run "
+                              f"asks for the official files (task_options samples: false): point --data-dir or "
+                              f"SALORA_DATA at a GLUE root with {self.spec.folder}/, or leave both unset for the hub")
         if sampled is None and official is not None:  # names the first missing (or malformed) file
             return self._read_files(official, files), f"official: {_names(official, files)}"
         if sampled is None:

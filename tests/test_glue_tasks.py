@@ -232,6 +232,27 @@ def test_sampled_layout_missing_is_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_samples_false_reads_the_official_files_and_refuses_a_sample(tmp_path):
+    """task_options {samples: false} (the paper's profiles): the official files are read as before; where
+    only glue-sampled/ holds the task, a one-line error instead of a silent 15k-row MNLI."""
+    header = ["index", "question", "sentence", "label"]
+    _write_tsv(tmp_path / "glue-sampled" / "QNLI" / "512-13" / "train.tsv", header, [["1", "q1", "s1", "entailment"]])
+    _write_tsv(tmp_path / "glue-sampled" / "QNLI" / "test.tsv", header, [["2", "q2", "s2", "entailment"]])
+    (tmp_path / "glue").mkdir()
+    with pytest.raises(SaloraError, match=r"only samples of the official train set .*samples: false") as err:
+        get_glue_task("qnli").configure(samples=False).load_splits(tmp_path / "glue")
+    assert "\n" not in str(err.value)
+    assert len(get_glue_task("qnli").load_splits(tmp_path / "glue")["train"]) == 1  # the default reads the sample
+    for split in ("train", "dev"):
+        _write_tsv(tmp_path / "glue" / "QNLI" / f"{split}.tsv", header, [["0", f"official {split}", "s", "entailment"]])
+    splits = get_glue_task("qnli").configure(samples=False).load_splits(tmp_path / "glue")
+    assert [ex["text_a"] for ex in splits["train"]] == ["official train"]
+    with pytest.raises(SaloraError, match="samples must be true or false"):
+        get_glue_task("qnli").configure(samples="no")
+    with pytest.raises(SaloraError, match="no option 'sample'"):
+        get_glue_task("sst2").configure(sample=False)
+
+
 def test_majority_baseline_is_one_constant_prediction():
     mrpc = get_glue_task("mrpc")
     dev = [{"text_a": "a", "text_b": "b", "label": y} for y in (1, 1, 0)]

@@ -156,6 +156,21 @@ def test_reproduce_plan_on_the_command_line(capsys, shared_data, monkeypatch):
     assert code == 2 and "give one" in err
 
 
+def test_the_paper_plan_counts_the_official_sizes_where_only_samples_are_here(shared_data):
+    """The paper's MNLI, QQP and QNLI train on the official files (task_options samples: false), so the
+    plan sizes them from GLUE's stated counts, not from the LM-BFF samples that ../shared/data holds."""
+    from salora_cli.plan import build_plan
+    from salora_cli.plan_data import OFFICIAL
+
+    paper = build_plan(ROOT / "configs" / "reproduce" / "paper.yaml", str(shared_data), tasks=["mnli", "qqp", "qnli"])
+    for task in ("glue/mnli", "glue/qqp", "glue/qnli"):
+        assert paper.data_sources[task].startswith("official: "), (task, paper.data_sources[task])
+    mnli = next(r for r in paper.rows if r.name.startswith("glue-mnli_lora_b8") and r.name.endswith("seed1"))
+    assert mnli.steps == math.ceil(OFFICIAL["glue/mnli"]["train"].examples / 32) * 7  # batch 32, 7 epochs
+    cpu = build_plan(ROOT / "configs" / "reproduce" / "cpu.yaml", str(shared_data), tasks=["mnli"])
+    assert cpu.data_sources["glue/mnli"].endswith("(a sample of the official rows, as the run reads it)")
+
+
 def test_the_gpu_day_profile_fits_one_gpu_day(shared_data):
     """Issue 38: one of the paper's encoders, SaLoRA / LoRA / AdaLoRA at budget 8, at least 3 seeds,
     ≤ 24 GPU-hours by the plan's estimate on the reference accelerator."""
