@@ -393,6 +393,24 @@ def test_rank_report_figures_and_comparison(tmp_path):
         compare_rank_distributions([], tmp_path / "x.png")
 
 
+def test_rank_shares_average_each_tasks_seeds(tmp_path):
+    from salora_cli.reports.rank_shares import rank_shares_markdown
+
+    # task A: query holds 12 of 48 then 24 of 48 (25 % and 50 %); task B one seed, uniform over roles
+    a0 = build_rank_report(write_run(tmp_path / "a0", task="glue/cola", method="salora", seed=0, best={"mcc": 1},
+                                     ranks=bert_ranks([[12, 4, 8, 8, 8, 8]])))
+    a1 = build_rank_report(write_run(tmp_path / "a1", task="glue/cola", method="salora", seed=1, best={"mcc": 1},
+                                     ranks=bert_ranks([[24, 0, 4, 4, 8, 8]])))
+    b0 = build_rank_report(write_run(tmp_path / "b0", task="glue/stsb", method="salora", seed=0, best={"mcc": 1},
+                                     ranks=bert_ranks([[8, 8, 8, 8, 8, 8]])))
+    md = rank_shares_markdown({"glue/cola": [a0, a1], "glue/stsb": [b0]}, {"glue/cola": 1e-3, "glue/stsb": None})
+    # query: mean of 25.0 and 50.0, sd 17.7; key: 8.3 and 0.0
+    assert "| glue/cola | 0.001 | 2 | 37.5 ± 17.7 | 4.2 ± 5.9 |" in md
+    assert "| glue/stsb | — | 1 | 16.7 | 16.7 | 16.7 | 16.7 | 16.7 | 16.7 |" in md
+    assert "| glue/cola | 0.001 | 2 | 100.0 ± 0.0 |" in md  # one layer holds everything
+    assert "uniform spread is 16.7 % per role and 100.0 % per layer" in md
+
+
 def test_rank_report_errors(tmp_path):
     full = write_run(tmp_path / "full", task="glue/sst2", method="full", seed=0, best={"accuracy": 90})
     with pytest.raises(SaloraError, match="no ranks.json"):
