@@ -489,10 +489,12 @@ def _coverage(profile: dict, budgets: list) -> str:
     seeds: dict[str, set[int]] = {}
     spans: dict[str, set[int]] = {}
     tasks: dict[str, set[str]] = {}
+    task_seeds: dict[str, dict[str, set[int]]] = {}  # method -> task -> its seeds there
     for e in profile["grid"]:
         for m in e["methods"]:
             seeds.setdefault(m, set()).update(e["seeds"])
             tasks.setdefault(m, set()).add(e["task"])
+            task_seeds.setdefault(m, {}).setdefault(e["task"], set()).update(e["seeds"])
             if m in ADAPTER_METHODS:
                 spans.setdefault(m, set()).update(e.get("budgets") or [b.budget for b in budgets])
     most = max(len(v) for v in seeds.values())
@@ -502,8 +504,16 @@ def _coverage(profile: dict, budgets: list) -> str:
         fewer_seeds = len(seeds[m]) < most
         fewer_budgets = m in spans and len(spans[m]) < len(budgets)
         fewer_tasks = tasks[m] != every_task
-        if fewer_seeds or fewer_budgets or fewer_tasks:
-            what = [f"seed{'s' if len(seeds[m]) > 1 else ''} {', '.join(map(str, sorted(seeds[m])))} only"] if fewer_seeds else []
+        by_seeds: dict[tuple, list[str]] = {}  # seed set -> the tasks that run it, where tasks differ
+        for task, its_seeds in sorted(task_seeds[m].items()):
+            by_seeds.setdefault(tuple(sorted(its_seeds)), []).append(task)
+        if fewer_seeds or fewer_budgets or fewer_tasks or len(by_seeds) > 1:
+            if len(by_seeds) > 1:  # e.g. a time limit cut a baseline's later seeds on some tasks
+                most_seeds, *fewer = sorted(by_seeds, key=len, reverse=True)
+                what = [f"{_seeds_text(most_seeds)} ("
+                        + "; ".join(f"{_seeds_text(s)} only on {', '.join(by_seeds[s])}" for s in fewer) + ")"]
+            else:
+                what = [f"{_seeds_text(sorted(seeds[m]))} only"] if fewer_seeds else []
             what += [f"budget {', '.join(map(str, sorted(spans[m])))} only"] if fewer_budgets else []
             missing = every_task - tasks[m]
             if fewer_tasks:  # whichever list is shorter
@@ -511,6 +521,10 @@ def _coverage(profile: dict, budgets: list) -> str:
                          else [f"on {', '.join(sorted(tasks[m]))} only"])
             parts.append(f"{m} runs " + (f"{', '.join(what[:-1])} and {what[-1]}" if len(what) > 1 else what[0]))
     return "; ".join(parts)
+
+
+def _seeds_text(seeds) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
 
 
 def _then_seeds(seeds: list[int]) -> str:

@@ -138,6 +138,7 @@ def fake_training(monkeypatch):
     monkeypatch.setattr(reproduce, "_run_one", run_one)
     monkeypatch.setattr(reports, "build_rank_report", RankStub)
     monkeypatch.setattr(reports, "compare_rank_distributions", lambda reports_, out: None)
+    monkeypatch.setattr(reproduce, "_rank_shares", lambda runs, out: None)
     monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])
     return calls
 
@@ -242,6 +243,11 @@ def test_the_protocol_states_what_each_cut_method_covers():
     text = protocol.protocol_markdown(profile)
     assert "- **Coverage**: adalora runs seed 0 only, budget 2 only and on glue/sst2 only." in text
     assert "salora runs" not in text and "lora runs" not in text.replace("adalora runs", "")
+    # a baseline whose later seeds were cut on some tasks only: each task's seeds are stated
+    profile["grid"][1:2] = [{"task": "glue/sst2", "methods": ["adalora"], "seeds": [0, 1, 2], "budgets": [2]},
+                            {"task": "glue/mrpc", "methods": ["adalora"], "seeds": [0], "budgets": [2]}]
+    text = protocol.protocol_markdown(profile)
+    assert "- **Coverage**: adalora runs seeds 0, 1, 2 (seed 0 only on glue/mrpc) and budget 2 only." in text
 
 
 def test_no_report_runs_without_building_results(tmp_path, capsys, fake_training):
