@@ -354,20 +354,6 @@ def front_page_of(results: Path, root: Path) -> Path | None:
     return root / "README.md" if results.resolve() == (root / "results").resolve() else None
 
 
-def _rank_shares(runs: list, out_md: Path) -> Path:
-    """ranks/shares.md: each task's SaLoRA rank shares per role and layer, mean ± sd over its seeds."""
-    from salora_cli.reports import build_rank_report
-    from salora_cli.reports.rank_shares import write_rank_shares
-
-    by_task: dict[str, list] = {}
-    lrs: dict[str, float | None] = {}
-    for run in sorted(runs, key=lambda r: (r.task, r.seed or 0)):
-        if run.method == "salora":
-            by_task.setdefault(run.task, []).append(build_rank_report(run.path))
-            lrs[run.task] = run.lr
-    return write_rank_shares(by_task, lrs, out_md)
-
-
 def build_results(runs_root: Path, results: Path, profile: dict, console: Console, command: str,
                   wall_time_s: float | None = None, estimates: dict | None = None,
                   front_page: Path | None = None) -> None:
@@ -377,6 +363,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     from salora_cli.reports import build_rank_report, compare_rank_distributions, find_runs
     from salora_cli.reports.efficiency import build_efficiency_report
     from salora_cli.reports.magnitudes import write_for_grid as write_magnitudes
+    from salora_cli.reports.rank_shares import write_for_grid as write_rank_shares
     from salora_cli.reports.runs import first_seed_per_task
 
     every = protocol.widen(plan(profile, Path(__file__).resolve().parents[1]), runs_root,
@@ -419,7 +406,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
         written += report.write(ranks_dir / task.replace("/", "-"))
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
-        written.append(_rank_shares([r for r in mirrored if r.path.name in at_main], ranks_dir / "shares.md"))
+        written.append(write_rank_shares([r for r in mirrored if r.path.name in at_main], ranks_dir / "shares.md"))
     written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))
     # component sizes need the adapters, which only the run folders (not results/runs/) hold
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)

@@ -120,7 +120,7 @@ def test_selection_takes_the_best_seed0_score_ties_to_the_smaller_lr(tmp_path):
 def fake_training(monkeypatch):
     """reproduce with runs faked (scores from SCORES) and the reports that reload models stubbed."""
     import salora_cli.reports as reports
-    from salora_cli.reports import efficiency
+    from salora_cli.reports import efficiency, rank_shares
 
     calls: list[str] = []
 
@@ -138,7 +138,7 @@ def fake_training(monkeypatch):
     monkeypatch.setattr(reproduce, "_run_one", run_one)
     monkeypatch.setattr(reports, "build_rank_report", RankStub)
     monkeypatch.setattr(reports, "compare_rank_distributions", lambda reports_, out: None)
-    monkeypatch.setattr(reproduce, "_rank_shares", lambda runs, out: None)
+    monkeypatch.setattr(rank_shares, "write_for_grid", lambda runs, out: None)
     monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])
     return calls
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from salora_cli import atomic
-from salora_cli.reports.rank_report import ROLES, RankReport
+from salora_cli.reports.rank_report import ROLES, RankReport, build_rank_report
 
 
 def _cell(values: list[float]) -> str:
@@ -38,9 +38,9 @@ def rank_shares_markdown(reports_by_task: dict[str, Sequence[RankReport]], lrs: 
              "is the one its lr rule chose (results/selection.md), so a difference may be the lr's as well "
              "as the task's.", ""]
     spreads: dict[str, list[float]] = defaultdict(list)
-    for title, keys, share in (("By role", roles, lambda rep, k: rep.role_shares().get(k, 0.0)),
-                               ("By layer", layers, lambda rep, k: rep.layer_shares().get(k, 0.0))):
-        names = [str(k) if title == "By role" else f"layer {k}" for k in keys]
+    for title, keys, names, share in (
+            ("By role", roles, roles, lambda rep, k: rep.role_shares().get(k, 0.0)),
+            ("By layer", layers, [f"layer {k}" for k in layers], lambda rep, k: rep.layer_shares().get(k, 0.0))):
         lines += [f"## {title}", "", "| Task | lr | Seeds | " + " | ".join(names) + " |",
                   "|---|---:|---:|" + "---:|" * len(names)]
         for task, reps in reports_by_task.items():
@@ -59,7 +59,13 @@ def rank_shares_markdown(reports_by_task: dict[str, Sequence[RankReport]], lrs: 
     return "\n".join(lines) + "\n"
 
 
-def write_rank_shares(reports_by_task: dict[str, Sequence[RankReport]], lrs: dict[str, float | None],
-                      out_md: Path) -> Path:
-    atomic.write_text(out_md, rank_shares_markdown(reports_by_task, lrs))
+def write_for_grid(runs, out_md: Path) -> Path:
+    """shares.md from a grid's reported runs: every SaLoRA seed of each task (one budget's runs)."""
+    by_task: dict[str, list[RankReport]] = {}
+    lrs: dict[str, float | None] = {}
+    for run in sorted(runs, key=lambda r: (r.task, r.seed or 0)):
+        if run.method == "salora":
+            by_task.setdefault(run.task, []).append(build_rank_report(run.path))
+            lrs[run.task] = run.lr
+    atomic.write_text(out_md, rank_shares_markdown(by_task, lrs))
     return out_md
