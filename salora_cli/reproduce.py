@@ -97,8 +97,11 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     console.rule(f"profile {profile['name']}: {total} runs → {out}")
     runs_root = out / profile["name"]
     steps = profile.get("widen_lr_grid", 0)
-    # the committed record decides any widening it made, so its widened runs are restored too
-    restored = restore_committed(results / "runs", runs_root, protocol.widen(every_seed, results / "runs", steps), data)
+    # the committed record decides any widening it made, so its widened runs are restored too; every
+    # part of the profile is restored, not only the tasks asked for: the report step rebuilds
+    # results/ from runs_root, and a part run on a fresh machine must keep the parts committed before it
+    whole = plan(profile, root)
+    restored = restore_committed(results / "runs", runs_root, protocol.widen(whole, results / "runs", steps), data)
     if restored:
         console.print(f"{len(restored)} finished run(s) taken from {results / 'runs'} (a part of the grid "
                       f"run in an earlier sitting, maybe on another machine): not run again")

@@ -142,6 +142,13 @@ def test_grid_runs_then_reports(tmp_path, capsys, shared_data, monkeypatch):
     assert (results / "glue.md").read_text() == glue_md
     assert json.loads((tmp_path / "runs" / "tiny" / "wall_times.json").read_text()) == wall
     assert json.loads((tmp_path / "runs" / "tiny" / "run_spans.json").read_text()) == spans
+    # one part run alone on a fresh machine keeps the other parts committed before it
+    shutil.rmtree(tmp_path / "runs")
+    code, out, err = run_cli([*args, "--tasks", "rte"], capsys)
+    assert code == 0, err
+    assert "6 finished run(s) taken from" in out and out.count("skipped") == 2
+    assert (results / "glue.md").read_text() == glue_md
+    assert (results / "runs" / "glue-sst2_lora_minilm-l6_seed1" / "metrics.json").is_file()
     # what needs the weights keeps what was measured from these same runs when they were made
     assert [line for line in (results / "efficiency.md").read_text().splitlines() if line in rows] == rows
     assert (results / "magnitudes.md").read_text() == magnitudes
