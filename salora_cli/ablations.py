@@ -91,15 +91,14 @@ def run_ablations(profile_path: Path, out: Path, results: Path, console: Console
     console.rule(f"ablations: {len(planned)} runs → {runs_root}")
     for p in planned:
         reproduce._check_finished_run_matches(runs_root / p.folder_name, reproduce.planned_config(p, data))
-    for i, p in enumerate(planned, 1):
-        run = runs_root / p.folder_name
-        if rd.is_finished(run):
-            console.print(f"[dim]{i}/{len(planned)} {p.folder_name}: finished earlier, skipped[/]")
-            continue
-        reproduce._run_one(f"{i}/{len(planned)}", p, run, runs_root, data, console)
+    # the grid's claim mechanism: a run another invocation holds is left to it, then waited for
+    reproduce.run_phase(planned, 1, len(planned), runs_root, data, console)
     command = shlex.join(["salora", *sys.argv[1:]])
-    # the table covers every run of the profile that has finished, not only this invocation's
-    return write_table(profile, plan(profile), runs_root, results, command)
+    # the table covers every run of the profile that has finished, not only this invocation's;
+    # written under the grid's results lock, so two invocations finishing together take turns
+    with atomic.locked(reproduce.results_lock(results), on_wait=lambda pid: console.print(
+            f"waiting for another invocation (pid {pid}) to finish writing {results}")):
+        return write_table(profile, plan(profile), runs_root, results, command)
 
 
 # ------------------------------------------------------------------ the table

@@ -129,7 +129,7 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
     run_transfers(planned, runs_root, profile.get("transfer_options") or {}, console)
     if not report:
         return
-    with atomic.locked(_results_lock(results), on_wait=lambda pid: console.print(
+    with atomic.locked(results_lock(results), on_wait=lambda pid: console.print(
             f"waiting for another invocation (pid {pid}) to finish writing {results}")):
         build_results(runs_root, results, profile, console,
                       command=shlex.join(["salora", *sys.argv[1:]]), wall_time_s=time.perf_counter() - started,
@@ -282,7 +282,7 @@ def restore_committed(committed: Path, runs_root: Path, planned: list[PlannedRun
     return restored
 
 
-def _results_lock(results: Path) -> Path:
+def results_lock(results: Path) -> Path:
     # beside results/, not in it: results/ is committed
     return results.with_name(f".{results.name}.lock")
 

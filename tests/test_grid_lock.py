@@ -112,3 +112,33 @@ def _assert_results_whole(root: Path) -> None:
     leftovers = [p for p in [*root.glob(".*"), *results.rglob("*"), *(root / "runs").rglob("*")]
                  if p.name.endswith((".tmp", ".old", ".lock"))]
     assert not leftovers, leftovers
+
+
+def test_ablate_leaves_a_claimed_run_to_its_holder(tmp_path, shared_data):
+    """`salora ablate` claims runs like the grid: a run held elsewhere is skipped, waited for, then
+    trained once by whoever takes it over (here the same invocation, after the holder lets go)."""
+    profile = (ROOT / "tests" / "fixtures" / "ablations_tiny.yaml").read_text()
+    (tmp_path / "tiny.yaml").write_text(profile.replace("seeds: [0, 1]", "seeds: [0]"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+           "COLUMNS": "200", "SALORA_DATA": str(shared_data)}
+    held_run, other_run = "glue-sst2_design_seed0", "glue-sst2_uniform_push_seed0"
+    claim = tmp_path / "runs" / "ablations_tiny" / f".{held_run}.lock"
+    claim.parent.mkdir(parents=True)
+    held = atomic.try_lock(claim)
+    log = tmp_path / "ablate.log"
+    proc = subprocess.Popen([sys.executable, "-m", "salora_cli", "ablate", "--profile", "tiny.yaml", "--out",
+                             "runs", "--results", "results"], cwd=tmp_path, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+    try:  # the claimed run is passed over and the other one trained while the claim is held
+        _wait_for(lambda: (tmp_path / "runs" / "ablations_tiny" / other_run / "metrics.json").exists(), [proc])
+        assert not (tmp_path / "runs" / "ablations_tiny" / held_run / "command.txt").exists()
+    finally:
+        atomic.unlock(claim, held)
+    proc.wait(timeout=300)
+    out = log.read_text()
+    assert proc.returncode == 0, out
+    assert f"{held_run}: being run by another invocation (pid {os.getpid()})" in out
+    for name in (held_run, other_run):  # each trained once
+        assert len((tmp_path / "runs" / "ablations_tiny" / name / "command.txt").read_text().splitlines()) == 1
+    assert "| design |" in (tmp_path / "results" / "ablations_tiny.md").read_text()
+    assert not list(tmp_path.rglob("*.lock"))
