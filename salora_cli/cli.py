@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from salora_cli.console import RunConsole
+from salora_cli.core.console import RunConsole
 from rich.text import Text
 
-from salora_cli import config as cfgmod
+from salora_cli.core import config as cfgmod
 from salora_cli.cli_options import config_flags, with_config_flags, with_dataclass_flags
-from salora_cli.errors import Interrupted, SaloraError
+from salora_cli.core.errors import Interrupted, SaloraError
 from salora_cli.transfer_config import TransferConfig
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -87,7 +87,7 @@ def _plain(layer: dict) -> dict:
 
 def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, overrides) -> dict:
     _quiet_libraries()
-    from salora_cli import run_dir as rd
+    from salora_cli.core import run_dir as rd
     from salora_cli.style_scoring import attach_scorers
     from salora_cli.train import Trainer
 

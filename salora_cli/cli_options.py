@@ -22,7 +22,7 @@ import typer
 from typer._click.core import ParameterSource
 
 from salora.config import AdapterConfig
-from salora_cli.config import RunConfig, TrainConfig
+from salora_cli.core.config import RunConfig, TrainConfig
 
 # Extra names for some flags (the first name given is the one errors quote).
 ALIASES = {"adapter.r_init": ("--rank",)}

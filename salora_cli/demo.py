@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from salora_cli import config as cfgmod
-from salora_cli import run_dir as rd
-from salora_cli.errors import SaloraError
+from salora_cli.core import config as cfgmod
+from salora_cli.core import run_dir as rd
+from salora_cli.core.errors import SaloraError
 
 
 def run_or_resume(cfg, run: Path, console: Console, train) -> None:

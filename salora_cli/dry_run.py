@@ -29,11 +29,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from salora_cli import atomic
-from salora_cli import config as cfgmod
+from salora_cli.core import atomic
+from salora_cli.core import config as cfgmod
 from salora_cli import protocol
-from salora_cli.errors import SaloraError
-from salora_cli.methods import REGISTRY
+from salora_cli.core.errors import SaloraError
+from salora_cli.core.method_registry import REGISTRY
 from salora_cli.model_specs import spec as model_spec
 from salora_cli.protocol import PlannedRun
 
@@ -354,7 +354,7 @@ CHECK_NAMES = ("steps", "removal", "salora eval", "reload", "export")
 
 
 def _print_summary(results: list[PathResult], transfers: dict[str, str], console: Console) -> None:
-    from salora_cli.console import print_columns
+    from salora_cli.core.console import print_columns
 
     rows = [(r.run, ", ".join(r.covers), f"{r.seconds:.1f}", f"failed: {r.error}" if r.error else "ok") for r in results]
     rows += [(name, "zero-shot transfer", "", outcome if outcome.startswith("failed") else "ok")

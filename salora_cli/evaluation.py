@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 import tasks
-from salora_cli import atomic, run_dir as rd
-from salora_cli.errors import SaloraError
-from salora_cli.methods import REGISTRY, load_method
+from salora_cli.core import atomic, run_dir as rd
+from salora_cli.core.errors import SaloraError
+from salora_cli.core.method_registry import REGISTRY
+from salora_cli.methods import load_method
 from tasks.models import resolve_model
 from tasks.base import degenerate_flag, subset
 

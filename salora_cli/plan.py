@@ -20,7 +20,7 @@ from pathlib import Path
 
 from salora_cli import cost_model as cm
 from salora_cli import protocol
-from salora_cli.config import RunConfig
+from salora_cli.core.config import RunConfig
 from salora_cli.model_specs import ModelSpec, spec as model_spec
 from salora_cli.plan_data import TaskData, task_data, transfer_lengths
 from salora_cli.protocol import PlannedRun
@@ -289,7 +289,7 @@ def total_line(plan: Plan) -> str:
 
 def print_plan(plan: Plan, console) -> None:
     """Every run, the parts, what the numbers rest on, and the total line last."""
-    from salora_cli.console import print_columns
+    from salora_cli.core.console import print_columns
 
     runs = [(r.part, r.name, r.stage, f"{r.steps:,}", tokens_text(r.tokens),
              *((hours_text(r.gpu_hours), hours_text(r.cpu_hours), bytes_text(r.disk_bytes)) if r.known_size

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from salora_cli.config import RunConfig
-from salora_cli.errors import SaloraError
+from salora_cli.core.config import RunConfig
+from salora_cli.core.errors import SaloraError
 
 # English BPE / WordPiece / SentencePiece vocabularies of 30k-128k entries average about four characters
 # of text per token (the usual rule of thumb for GPT-2's BPE on English prose). One rule for every model:

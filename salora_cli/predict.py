@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import tasks
-from salora_cli import atomic, run_dir as rd
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic, run_dir as rd
+from salora_cli.core.errors import SaloraError
 from salora_cli.evaluation import reload_run
 from tasks.tables import check_format, table_text
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salora_cli import atomic
-from salora_cli.errors import SaloraError
-from salora_cli.methods import REGISTRY
+from salora_cli.core import atomic
+from salora_cli.core.errors import SaloraError
+from salora_cli.core.method_registry import REGISTRY
 
 # the methods with a rank, hence a budget and an lr grid
 ADAPTER_METHODS = tuple(name for name, spec in REGISTRY.items() if spec.ranked)

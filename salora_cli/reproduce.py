@@ -23,11 +23,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from salora_cli import atomic
-from salora_cli import config as cfgmod
+from salora_cli.core import atomic
+from salora_cli.core import config as cfgmod
 from salora_cli import protocol
-from salora_cli import run_dir as rd
-from salora_cli.errors import SaloraError
+from salora_cli.core import run_dir as rd
+from salora_cli.core.errors import SaloraError
 from salora_cli.protocol import PlannedRun
 
 __all__ = ["PlannedRun", "build_results", "load_profile", "plan", "planned_config", "run_grid", "wall_time_part"]
@@ -621,7 +621,7 @@ def _verdicts_markdown(lines: list[str]) -> str:
 def _write_readme(results: Path, profile: dict, command: str, wall_time_s: float | None,
                   times: dict[str, float], clocks: dict[str, float], written: list[Path], missing: list[str] = (),
                   verdicts: list[str] = (), estimates: dict | None = None) -> None:
-    from salora_cli.run_dir import environment
+    from salora_cli.core.run_dir import environment
 
     env = environment(1, "cpu", "no")
     files = "\n".join(f"- `{p.relative_to(results)}`" for p in sorted(set(written)) if p.is_relative_to(results))

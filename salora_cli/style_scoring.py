@@ -20,8 +20,8 @@ from typing import Any, Callable
 import torch
 from rich.console import Console
 
-from salora_cli import config as cfgmod
-from salora_cli import run_dir as rd
+from salora_cli.core import config as cfgmod
+from salora_cli.core import run_dir as rd
 from tasks.models import cache_dir
 
 CLASSIFIER = {

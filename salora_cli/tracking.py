@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from salora_cli.config import TRACKERS, RunConfig, _flatten
-from salora_cli.errors import SaloraError
+from salora_cli.core.config import TRACKERS, RunConfig, _flatten
+from salora_cli.core.errors import SaloraError
 
 TRACKING_DIR = "tracking"
 

@@ -31,9 +31,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from salora_cli import atomic
-from salora_cli import run_dir as rd
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic
+from salora_cli.core import run_dir as rd
+from salora_cli.core.errors import SaloraError
 from salora_cli.transfer_config import TransferConfig
 
 TRANSFER_KIND = "transfer"  # metrics.json "kind" of a transfer folder
@@ -113,7 +113,7 @@ def task_data_dir(tc: TransferConfig) -> str | None:
     finds it (yelp/, gyafc/): a profile's `transfer: [yelp, gyafc]` names no folder."""
     import os
 
-    from salora_cli.config import default_data_dir
+    from salora_cli.core.config import default_data_dir
 
     return tc.data_dir or default_data_dir(os.environ.get("SALORA_DATA"), f"style/{tc.task}")
 

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 TASKS = ("yelp", "gyafc")
 SPLITS = ("test", "dev")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from salora_cli.console import RunConsole
+from salora_cli.core.console import RunConsole
 
 LINE = ("  step 26: 9 components removed since the last report (closed gates) · total rank 294 "
         "· and more words so that the line is well over eighty columns long")

@@ -11,7 +11,7 @@ from rich.console import Console
 from torch.profiler import ProfilerActivity, profile
 
 from fault_helpers import make_small_glue, make_tiny_model
-from salora_cli import config as cfgmod
+from salora_cli.core import config as cfgmod
 from salora_cli.train import Trainer
 
 

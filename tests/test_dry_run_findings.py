@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from salora_cli import config as cfgmod
+from salora_cli.core import config as cfgmod
 from tiny_models import tiny, tokens
 
 

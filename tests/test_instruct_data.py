@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks.alpaca_template import alpaca_prompt
 from tasks.instruct import InstructTask, record_prompt, response_features
 from tasks.instruct_data import find_instruct_file, is_placeholder, read_instruct_file

@@ -22,12 +22,12 @@ def test_plan_layers_and_filters():
     narrowed = plan(load_profile(PROFILE), ROOT, tasks=["rte"], methods=["salora"], seeds=[0])
     assert [(r.task, r.method) for r in narrowed] == [("glue/rte", "salora")]
     lora = next(r for r in runs if r.method == "lora")
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
     assert build_config(*lora.layers).adapter.r_init == 2  # the method override applies
 
 
 def _planned(name: str) -> list:
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     runs = plan(load_profile(ROOT / "configs" / "reproduce" / f"{name}.yaml"), ROOT)
     assert runs
@@ -35,7 +35,7 @@ def _planned(name: str) -> list:
 
 
 def test_cpu_profile_matches_the_final_budget_across_methods():
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     starts = {8: 12, 2: 4}  # final average rank -> where SaLoRA and AdaLoRA start
     for run in plan(load_profile(ROOT / "configs" / "reproduce" / "cpu.yaml"), ROOT):

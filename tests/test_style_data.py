@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks.markers import delete, delete_markers, extract_markers
 from tasks.prompts import SLOT
 from tasks.style import GyafcStyleTask, YelpStyleTask

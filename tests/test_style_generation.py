@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks.generation import clean_generation, generate_texts
 from tasks.prompts import IGNORE_INDEX, build_prompt, build_training_features, collate_features, prompt_ids
 from tasks.style import GyafcStyleTask, prepare_tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks.markers import CONTENT_DEFAULTS, MarkerSet, delete_markers, extract_markers
 from tasks.style import YelpStyleTask
 from tasks.style_data import find_yelp_dir, read_yelp_pool

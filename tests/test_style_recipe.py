@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks import get
 from tasks.generation import RowBanProcessor, first_token_in_text, generate_texts
 from tasks.markers import MarkerSet, delete

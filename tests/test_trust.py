@@ -27,7 +27,7 @@ from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
 from salora_cli import cli
 from tasks import models
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 QQP = FIXTURES / "glue" / "QQP"
 TINY = ["--task", "qqp", "--method", "lora", "--rank", "2", "--max-steps", "2", "--batch-size", "4",
@@ -250,7 +250,7 @@ def test_eval_without_the_checkpoint_fails_before_loading_the_model(run, tmp_pat
 
 # ------------------------------------------------------------------------------ demo resumes
 def _demo_run(tmp_path: Path, lr: float = 1e-3):
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     return build_config({"task": "glue/sst2", "data_dir": str(tmp_path), "train": {"lr": lr}})
 
@@ -264,7 +264,7 @@ class _FakeTrain:
 
 
 def _interrupted_run(run: Path, cfg, checkpoint: bool = True) -> None:
-    from salora_cli import run_dir as rd
+    from salora_cli.core import run_dir as rd
     from salora_cli.train import CHECKPOINT
 
     rd.prepare(run, cfg, resume=False)

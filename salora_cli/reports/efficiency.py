@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.runs import RunRecord, first_seed_per_task
 
 

@@ -24,8 +24,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from salora_cli import atomic
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic
+from salora_cli.core.errors import SaloraError
 from salora_cli.reports.runs import RunRecord, RunScan, best_in_common_window, read_generations
 from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations, StyleSamples, build_style_samples
 

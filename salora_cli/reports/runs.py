@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 METRICS_FILE = "metrics.json"
 RANKS_FILE = "ranks.json"

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from salora.config import AdapterConfig
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
-from salora_cli.methods import METHODS, REGISTRY  # the method registry (names only: no torch import)
+from salora_cli.core.method_registry import METHODS, REGISTRY  # names only: no torch import
 # accelerate's trackers (accelerate.utils.LoggerType), by the name `report_to` takes, and the package each needs
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
             "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}

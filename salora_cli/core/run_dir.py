@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from salora_cli import atomic, faults
-from salora_cli.config import RunConfig, build_config, first_difference, to_yaml
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic, faults
+from salora_cli.core.config import RunConfig, build_config, first_difference, to_yaml
+from salora_cli.core.errors import SaloraError
 
 DEFAULT_RUNS = Path("runs")
 
