@@ -44,7 +44,7 @@ import bench_runs as br  # noqa: E402
 import torch  # noqa: E402
 from bench_step import quiet_loading  # noqa: E402
 from salora.budget import orthogonality_penalty  # noqa: E402
-from salora_cli.train import Trainer  # noqa: E402
+from salora_cli.run.train import Trainer  # noqa: E402
 
 LEARNED = "LoRA at SaLoRA's ranks"
 TWICE = "the term twice"

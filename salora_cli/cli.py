@@ -89,7 +89,7 @@ def _train(family: str, task: str, known: tuple, config, sets, out, resume, over
     _quiet_libraries()
     from salora_cli.core import run_dir as rd
     from salora_cli.style_scoring import attach_scorers
-    from salora_cli.train import Trainer
+    from salora_cli.run.train import Trainer
 
     if task not in known:
         raise SaloraError(f"unknown {family} task '{task}' (known: {', '.join(known)})")
@@ -278,7 +278,7 @@ def eval_cmd(
     """Reload a run (config + saved weights) and recompute its metrics. On a transfer folder (salora
     transfer): rescore its generations.jsonl and compare with its metrics.json."""
     _quiet_libraries()
-    from salora_cli.evaluation import evaluate_run
+    from salora_cli.run.evaluation import evaluate_run
     from salora_cli.style_scoring import attach_scorers
     from salora_cli.transfer import is_transfer_folder, rescore_folder
 
@@ -304,7 +304,7 @@ def predict_cmd(
     """Label new rows with a trained run: every input row, in input order, with the predicted label and each
     class's probability (prob_<label>), or the predicted score for a regression."""
     _quiet_libraries()
-    from salora_cli.predict import predict_file
+    from salora_cli.run.predict import predict_file
 
     text, rows = predict_file(run_dir, file, out, checkpoint, overwrite)
     if out is None:
@@ -349,7 +349,7 @@ def export_cmd(
     """Export a plain peft LoRA adapter (per-module ranks) that vanilla peft loads.
     OUT must be new or empty (or an earlier export, with --overwrite) and outside every run folder."""
     _quiet_libraries()
-    from salora_cli.evaluation import export_run
+    from salora_cli.run.evaluation import export_run
 
     ranks = export_run(run_dir, out, checkpoint, overwrite=overwrite)
     console.print(f"exported {len(ranks)} modules (total rank {sum(ranks.values())}) → {out}", highlight=False)

@@ -27,7 +27,7 @@ def run_or_resume(cfg, run: Path, console: Console, train) -> None:
 
 
 def _resumable(run: Path, cfg, console: Console) -> bool:
-    from salora_cli.train import CHECKPOINT
+    from salora_cli.run.train import CHECKPOINT
 
     if not (run / CHECKPOINT / "trainer_state.pt").is_file():
         return False
@@ -41,7 +41,7 @@ def _resumable(run: Path, cfg, console: Console) -> bool:
 
 def run_demo(config: Path, data_dir: Path | None, out: Path, console: Console) -> None:
     from salora_cli.reports import build_metrics_report, build_rank_report, find_runs
-    from salora_cli.train import train
+    from salora_cli.run.train import train
 
     base = cfgmod.load_yaml(config)
     glue = data_dir or (Path(os.environ["SALORA_DATA"]) / "glue" if os.environ.get("SALORA_DATA") else None)

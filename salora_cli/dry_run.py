@@ -266,7 +266,7 @@ def _check_removal(run: Path, cfg) -> str:
 
 def _check_eval(run: Path, console: Console) -> str:
     """`salora eval RUN`: the recorded main metric recomputed from the folder."""
-    from salora_cli.evaluation import evaluate_run
+    from salora_cli.run.evaluation import evaluate_run
 
     metrics = json.loads((run / "metrics.json").read_text())
     main = metrics["main_metric"]
@@ -283,7 +283,7 @@ def _outputs(run: Path, checkpoint_model=None, seed: int = 0):
     folder does not hold would come out random)."""
     import torch
 
-    from salora_cli.evaluation import eval_examples, reload_run
+    from salora_cli.run.evaluation import eval_examples, reload_run
 
     torch.manual_seed(seed)
     cfg, task, method, tokenizer = reload_run(run, "best")
@@ -310,7 +310,7 @@ def _check_export(run: Path, export_to: Path) -> str:
     import torch
     from peft import PeftModel
 
-    from salora_cli.evaluation import export_run
+    from salora_cli.run.evaluation import export_run
 
     ranks = export_run(run, export_to, "best")
     ours = _outputs(run, seed=1)

@@ -1,7 +1,7 @@
 """`salora reproduce --profile NAME --plan`: every run a profile would start, and what it costs, in seconds.
 
 No model is loaded and no tokenizer either: a run's optimizer steps follow from its data's size and its
-settings exactly as the training loop computes them (salora_cli/train.py); its tokens from the example
+settings exactly as the training loop computes them (salora_cli/run/train.py); its tokens from the example
 lengths salora_cli/plan_data.py estimates; its FLOPs, hours and bytes from the stated cost model
 (salora_cli/cost_model.py) and the models' stated shapes (salora_cli/model_specs.py).
 
@@ -162,7 +162,7 @@ def train_examples(cfg: RunConfig, td: TaskData) -> int:
 
 
 def optimizer_steps(cfg: RunConfig, n_train: int) -> tuple[int, int]:
-    """(total steps, steps per epoch), as salora_cli/train.py computes them on one process."""
+    """(total steps, steps per epoch), as salora_cli/run/train.py computes them on one process."""
     t = cfg.train
     per_epoch = max(math.ceil(n_train / (t.batch_size * t.grad_accum)), 1)
     return t.max_steps or max(1, int(round(t.epochs * per_epoch))), per_epoch

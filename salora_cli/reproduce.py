@@ -234,7 +234,7 @@ def _claim_and_run(n: str, p: PlannedRun, runs_root: Path, data: str | None, con
 
 def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None, console: Console) -> None:
     from salora_cli.style_scoring import attach_scorers
-    from salora_cli.train import CHECKPOINT, Trainer
+    from salora_cli.run.train import CHECKPOINT, Trainer
 
     cfg = planned_config(p, data)
     resume = rd.completed_folder(run / CHECKPOINT, "trainer_state.pt") is not None

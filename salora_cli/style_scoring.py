@@ -36,7 +36,7 @@ DATA_OPTIONS = ("train_pool", "domain")  # the style task options that change th
 
 def classifier_run(style_task: str, data_dir: str | None, task_options: dict, console: Console) -> Path:
     """Folder of a finished style-classifier run for this data, training it first if needed."""
-    from salora_cli.train import train
+    from salora_cli.run.train import train
 
     style = style_task.split("/", 1)[1]
     options = {k: v for k, v in task_options.items() if k in DATA_OPTIONS}
@@ -55,7 +55,7 @@ def classifier_run(style_task: str, data_dir: str | None, task_options: dict, co
 
 def load_classifier(run: Path, batch_size: int = 64) -> tuple[Callable[[list[str]], list[int]], float]:
     """(texts -> predicted style indices, the classifier's own held-out accuracy)."""
-    from salora_cli.evaluation import reload_run
+    from salora_cli.run.evaluation import reload_run
 
     cfg, _, method, tokenizer = reload_run(run, "best")
     model = method.model.eval()

@@ -160,7 +160,7 @@ def load_causal_lm(model_ref: str):
 
 def load_subject_model(subject: Subject, checkpoint: str):
     """(model to transfer with, tokenizer): a run's weights on its base model, or the base model."""
-    from salora_cli.evaluation import CHECKPOINTS
+    from salora_cli.run.evaluation import CHECKPOINTS
     from salora_cli.methods import load_method
 
     if subject.run_dir is None:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-PRELOAD = ["torch", "transformers", "salora_cli.cli", "salora_cli.train", "tasks.glue", "tasks.style",
+PRELOAD = ["torch", "transformers", "salora_cli.cli", "salora_cli.run.train", "tasks.glue", "tasks.style",
            "tasks.style_classifier", "transformers.models.bert.modeling_bert",
            "transformers.models.auto.modeling_auto"]
 

@@ -96,7 +96,7 @@ def test_adalora_s_rank_trajectory_starts_at_r_init():
 
 
 def test_salora_eval_scores_a_mixed_precision_run_under_its_autocast():
-    from salora_cli.evaluation import run_precision
+    from salora_cli.run.evaluation import run_precision
 
     bf16 = cfgmod.build_config({"train": {"mixed_precision": "bf16"}})
     with run_precision(bf16):
@@ -129,7 +129,7 @@ def test_a_local_model_folder_names_its_runs_by_its_own_name():
 def test_runs_of_two_precisions_share_one_process(tmp_path, shared_data):
     """accelerate keeps one mixed precision per process: a grid (or the suite) that ran an fp32 run
     stopped at its first bf16 run ("AcceleratorState has already been initialized")."""
-    from salora_cli.train import Trainer
+    from salora_cli.run.train import Trainer
 
     for precision in ("no", "bf16"):
         cfg = cfgmod.build_config({"task": "glue/sst2", "method": "lora", "model": "minilm-l6",

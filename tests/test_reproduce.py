@@ -188,7 +188,7 @@ def test_peak_memory_is_per_run_when_runs_share_a_process():
     import pytest
     import torch
 
-    from salora_cli.train import peak_memory_mb, reset_peak_memory
+    from salora_cli.run.train import peak_memory_mb, reset_peak_memory
 
     big = torch.ones(300 * 2**20 // 4)  # 300 MB, touched
     high = peak_memory_mb()
@@ -204,7 +204,7 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
     import os
     import signal
 
-    from salora_cli import train
+    from salora_cli.run import train
 
     monkeypatch.setenv("SALORA_DATA", str(shared_data))
 

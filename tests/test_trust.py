@@ -91,7 +91,7 @@ def _interrupt_message(code: int, err: str) -> str:
 
 
 def test_ctrl_c_during_training_exits_130_with_the_resume_command(tmp_path, monkeypatch, capsys):
-    from salora_cli.train import Trainer
+    from salora_cli.run.train import Trainer
 
     data = _glue_copy(tmp_path)
     out = tmp_path / "run"
@@ -265,7 +265,7 @@ class _FakeTrain:
 
 def _interrupted_run(run: Path, cfg, checkpoint: bool = True) -> None:
     from salora_cli.core import run_dir as rd
-    from salora_cli.train import CHECKPOINT
+    from salora_cli.run.train import CHECKPOINT
 
     rd.prepare(run, cfg, resume=False)
     (run / "keep.txt").write_text("written before the interruption")

@@ -42,7 +42,7 @@ class TrainConfig:
         "Maximum tokens per example (instruction tuning: the cutoff; the prompt is kept whole, the response "
         "cut at its end, and a record whose prompt leaves no room is dropped and counted)")})
     group_by_length: bool = field(default=False, metadata={"help": (
-        "Batch examples of similar length together (less padding; salora_cli/batching.py)")})
+        "Batch examples of similar length together (less padding; salora_cli/run/batching.py)")})
     eval_every: int | None = field(default=None, metadata={"help": (
         "Evaluate every N steps; not given: once per epoch (and always at the end)")})
     eval_start: float = field(default=0.0, metadata={"help": (

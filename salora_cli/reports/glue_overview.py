@@ -208,7 +208,7 @@ def _constant_predictor_score(cfg) -> float | None:
     """The best main-metric score of one prediction made for every dev example."""
     import tasks
     from salora_cli.core.errors import SaloraError
-    from salora_cli.evaluation import eval_examples
+    from salora_cli.run.evaluation import eval_examples
 
     try:
         task = tasks.get(cfg.task).configure(**cfg.task_options)

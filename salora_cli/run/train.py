@@ -28,15 +28,15 @@ from transformers import get_linear_schedule_with_warmup
 
 import tasks
 from salora_cli.core import atomic, faults, run_dir as rd
-from salora_cli import rng as rng_states
-from salora_cli.batching import LengthGroupedSampler
+from salora_cli.run import rng as rng_states
+from salora_cli.run.batching import LengthGroupedSampler
 from salora_cli.core.config import RunConfig
 from salora_cli.core.console import RunConsole
 from salora_cli.core.errors import SaloraError
 from salora_cli.core.method_registry import REGISTRY
 from salora_cli.methods import build_method, load_method, resume_method
 from salora_cli.methods.base import Method
-from salora_cli.tracking import TRACKING_DIR, Tracking, check_installed
+from salora_cli.run.tracking import TRACKING_DIR, Tracking, check_installed
 from tasks.base import Task, subset
 
 # what gives a task its scorer models for the final scoring; returns what was used, for the record

@@ -10,7 +10,7 @@ from pathlib import Path
 import tasks
 from salora_cli.core import atomic, run_dir as rd
 from salora_cli.core.errors import SaloraError
-from salora_cli.evaluation import reload_run
+from salora_cli.run.evaluation import reload_run
 from tasks.tables import check_format, table_text
 
 STDOUT_FORMAT = ".csv"

@@ -1,5 +1,5 @@
 """This process's random number generators as one dict (Python, NumPy, torch, CUDA), captured and
-restored together: gate noise, dropout and data order draw from them, so a checkpoint (salora_cli.train)
+restored together: gate noise, dropout and data order draw from them, so a checkpoint (salora_cli.run.train)
 and a run stepped in turns with another (benchmarks/bench_runs.py) both continue exactly."""
 from __future__ import annotations
 
