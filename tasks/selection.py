@@ -12,7 +12,7 @@ and self_bleu (against the source) rewards keeping the content. Copying scores l
 ignoring the source low on the second.
 
 This classifier is deliberately separate from the evaluation classifier (tasks/style_classifier.py,
-salora_cli/style_scoring.py: MiniLM-L6 behind the reported "accuracy"), which is never used for
+salora_cli/transfer/style_scoring.py: MiniLM-L6 behind the reported "accuracy"), which is never used for
 training, checkpoint selection or decoding: selecting on the reported metric would overfit it.
 """
 from __future__ import annotations

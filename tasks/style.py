@@ -62,7 +62,7 @@ class StyleTask(Task):
     main_metric = "bleu"
     eval_split = "dev"
     final_eval_split = "test"
-    uses_scorer_models = True  # style accuracy and fluency (salora_cli.style_scoring)
+    uses_scorer_models = True  # style accuracy and fluency (salora_cli.transfer.style_scoring)
     bleu_normalize: Normalizer | None = None  # applied to outputs, references and sources before BLEU
     bleu_lowercase = False
     default_max_new_tokens = 64

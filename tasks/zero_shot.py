@@ -1,7 +1,7 @@
 """Zero-shot style transfer with an instruction-following LM: the prompt, and the answer cut.
 
 The model sees the Alpaca template (tasks.alpaca_template) with a fixed instruction per target style
-(the recorded defaults live in salora_cli.transfer_config) and the lower-cased source as the input; it
+(the recorded defaults live in salora_cli.transfer.transfer_config) and the lower-cased source as the input; it
 is never trained on the style data.
 
 The answer cut (`cut_answer`), applied to the text the model wrote after the prompt (the prompt's own

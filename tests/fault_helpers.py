@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-PRELOAD = ["torch", "transformers", "salora_cli.cli", "salora_cli.run.train", "tasks.glue", "tasks.style",
+PRELOAD = ["torch", "transformers", "salora_cli.cli.cli", "salora_cli.run.train", "tasks.glue", "tasks.style",
            "tasks.style_classifier", "transformers.models.bert.modeling_bert",
            "transformers.models.auto.modeling_auto"]
 
@@ -53,7 +53,7 @@ def _child(argv: list[str], env: dict, log: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     torch.set_num_threads(1)  # every run the same, so results compare bit for bit
-    from salora_cli import cli
+    from salora_cli.cli import cli
     from salora_cli.core import faults
 
     importlib.reload(faults)  # SALORA_FAULT is read at import: this process's value

@@ -16,8 +16,8 @@ import pytest
 from cli_helpers import assert_clean_error, run_cli
 from conftest import ROOT
 from salora.config import AdapterConfig
-from salora_cli import cli
-from salora_cli.cli_options import config_flags
+from salora_cli.cli import cli
+from salora_cli.cli.cli_options import config_flags
 from salora_cli.core.config import RunConfig, TrainConfig
 from test_reports import bert_ranks, write_run
 
@@ -172,7 +172,7 @@ def test_version(capsys):
 
 HELP_SCRIPT = """
 import sys
-from salora_cli import cli
+from salora_cli.cli import cli
 for args in (["--help"], ["train", "glue", "--help"], ["train", "style", "--help"], ["eval", "--help"]):
     print("=== " + " ".join(args))
     sys.argv = ["salora", *args]

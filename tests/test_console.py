@@ -22,6 +22,6 @@ def test_a_terminal_still_wraps_at_its_width():
 
 
 def test_the_cli_and_the_loop_use_it():
-    from salora_cli import cli
+    from salora_cli.cli import cli
 
     assert isinstance(cli.console, RunConsole) and isinstance(cli.err_console, RunConsole)

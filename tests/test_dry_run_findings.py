@@ -106,8 +106,8 @@ def test_salora_eval_scores_a_mixed_precision_run_under_its_autocast():
 
 
 def test_a_transfer_finds_gyafc_under_salora_data(tmp_path, monkeypatch):
-    from salora_cli.transfer import load_examples
-    from salora_cli.transfer_config import TransferConfig
+    from salora_cli.transfer.transfer import load_examples
+    from salora_cli.transfer.transfer_config import TransferConfig
 
     (tmp_path / "gyafc").mkdir()
     (tmp_path / "gyafc" / "GYAFC_Corpus").symlink_to(FIXTURES / "gyafc" / "GYAFC_Corpus")
@@ -117,7 +117,7 @@ def test_a_transfer_finds_gyafc_under_salora_data(tmp_path, monkeypatch):
 
 
 def test_a_local_model_folder_names_its_runs_by_its_own_name():
-    from salora_cli.protocol import PlannedRun
+    from salora_cli.grid.protocol import PlannedRun
 
     def name(model: str) -> str:
         return PlannedRun("glue/sst2", "lora", 0, model, [], budget=8).folder_name

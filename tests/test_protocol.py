@@ -13,11 +13,11 @@ import pytest
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import protocol
-from salora_cli import reproduce
+from salora_cli.grid import protocol
+from salora_cli.grid import reproduce
 from salora_cli.core import run_dir as rd
 from salora_cli.core.errors import SaloraError
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid.reproduce import load_profile, plan
 
 PROFILE = FIXTURES / "reproduce_protocol.yaml"
 

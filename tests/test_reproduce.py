@@ -9,7 +9,7 @@ import pytest
 
 from cli_helpers import run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid.reproduce import load_profile, plan
 
 PROFILE = FIXTURES / "reproduce_tiny.yaml"
 
@@ -223,7 +223,7 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
 
 
 def test_a_parts_wall_clock_counts_runs_side_by_side_once():
-    from salora_cli.reproduce import clock_minutes, part_clocks
+    from salora_cli.grid.reproduce import clock_minutes, part_clocks
 
     # two invocations: 0-60 s and 30-120 s overlap, 200-260 s alone; a resumed run has two spans
     assert clock_minutes([[200, 260], [0, 60], [30, 120]]) == pytest.approx(3.0)
@@ -236,7 +236,7 @@ def test_a_parts_wall_clock_counts_runs_side_by_side_once():
 
 
 def test_the_grid_total_counts_only_the_profiles_runs_and_their_transfers(tmp_path):
-    from salora_cli.reproduce import WALL_TIMES, _grid_wall_times
+    from salora_cli.grid.reproduce import WALL_TIMES, _grid_wall_times
 
     every = plan(load_profile(PROFILE), ROOT)
     kept = every[0].folder_name

@@ -25,7 +25,7 @@ import yaml
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import cli
+from salora_cli.cli import cli
 from tasks import models
 from salora_cli.core.errors import SaloraError
 
@@ -277,7 +277,7 @@ def _interrupted_run(run: Path, cfg, checkpoint: bool = True) -> None:
 def test_demo_resumes_an_interrupted_run(tmp_path):
     from rich.console import Console
 
-    from salora_cli.demo import run_or_resume
+    from salora_cli.grid.demo import run_or_resume
 
     cfg, train, run = _demo_run(tmp_path), _FakeTrain(), tmp_path / "sst2_salora"
     _interrupted_run(run, cfg)
@@ -289,7 +289,7 @@ def test_demo_resumes_an_interrupted_run(tmp_path):
 def test_demo_skips_finished_and_restarts_what_cannot_resume(tmp_path):
     from rich.console import Console
 
-    from salora_cli.demo import run_or_resume
+    from salora_cli.grid.demo import run_or_resume
 
     console, cfg = Console(file=io.StringIO()), _demo_run(tmp_path)
     finished, early, changed = (tmp_path / n for n in ("finished", "early", "changed"))

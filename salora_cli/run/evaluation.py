@@ -58,7 +58,7 @@ def evaluate_run(run_dir: Path, split: str | None, checkpoint: str, console: Con
     """Recompute a run's metrics; returns them and the file they were written to
     (<run>/eval_<split>_<checkpoint>.json). Config, checkpoint and data are all checked (the data
     read) before the model is loaded, so a missing piece fails in seconds. `scorers` (as for
-    train.Trainer: salora_cli.style_scoring.attach_scorers) gives a style task its evaluation classifier
+    train.Trainer: salora_cli.transfer.style_scoring.attach_scorers) gives a style task its evaluation classifier
     and fluency LM on its final split (test), so the metrics are the ones the run recorded there."""
     cfg = rd.load_config(run_dir)
     if data_dir is not None:

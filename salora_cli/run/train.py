@@ -67,7 +67,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, out: Path, console: Console | None = None, resume: bool = False,
                  scorers: ScorerSetup | None = None):
         """`scorers`: for tasks whose final scoring uses scorer models (`Task.uses_scorer_models`:
-        style transfer), what provides them (salora_cli.style_scoring.attach_scorers); injected so
+        style transfer), what provides them (salora_cli.transfer.style_scoring.attach_scorers); injected so
         this loop does not depend on the code that trains the style classifier with it."""
         self.cfg = cfg
         self.out = out

@@ -2,10 +2,10 @@
 
 No model is loaded and no tokenizer either: a run's optimizer steps follow from its data's size and its
 settings exactly as the training loop computes them (salora_cli/run/train.py); its tokens from the example
-lengths salora_cli/plan_data.py estimates; its FLOPs, hours and bytes from the stated cost model
-(salora_cli/cost_model.py) and the models' stated shapes (salora_cli/model_specs.py).
+lengths salora_cli/grid/plan_data.py estimates; its FLOPs, hours and bytes from the stated cost model
+(salora_cli/grid/cost_model.py) and the models' stated shapes (salora_cli/grid/model_specs.py).
 
-Rows follow the protocol's two phases (salora_cli/protocol.py): with an lr grid, the selection seed at
+Rows follow the protocol's two phases (salora_cli/grid/protocol.py): with an lr grid, the selection seed at
 each grid lr, then each later seed once, at the lr the first phase chooses (its cost does not depend on
 which). Zero-shot transfers (an instruction-tuning entry's `transfer`) are rows of their own, of every
 planned run and of the base model. Parts are those of results/README.md's wall times (a run folder's
@@ -18,14 +18,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from salora_cli import cost_model as cm
-from salora_cli import protocol
+from salora_cli.grid import cost_model as cm
+from salora_cli.grid import protocol
 from salora_cli.core.config import RunConfig
-from salora_cli.model_specs import ModelSpec, spec as model_spec
-from salora_cli.plan_data import TaskData, task_data, transfer_lengths
-from salora_cli.protocol import PlannedRun
+from salora_cli.grid.model_specs import ModelSpec, spec as model_spec
+from salora_cli.grid.plan_data import TaskData, task_data, transfer_lengths
+from salora_cli.grid.protocol import PlannedRun
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def build_plan(profile_path: Path, data: str | None = None, tasks: list[str] | N
                methods: list[str] | None = None, seeds: list[int] | None = None) -> Plan:
     """The plan of a profile (narrowed as `salora reproduce` narrows it); `data`: the data root
     ($SALORA_DATA; default: the project's ../shared/data when it is there)."""
-    from salora_cli.reproduce import load_profile, plan, planned_config, wall_time_part
+    from salora_cli.grid.reproduce import load_profile, plan, planned_config, wall_time_part
     from tasks.instruct_data import PROJECT_DATA
 
     data = data or (str(PROJECT_DATA) if PROJECT_DATA.is_dir() else None)
@@ -222,8 +222,8 @@ def _num_labels(task: str) -> int:
 def _transfer_rows(planned: list[PlannedRun], options: dict, data: str | None, part_of) -> list[RunEstimate]:
     """Each transferring run's zero-shot transfers, and the base model's once per (model, task), as
     reproduce.run_transfers starts them."""
-    from salora_cli.transfer import resolve_subject
-    from salora_cli.transfer_config import TransferConfig
+    from salora_cli.transfer.transfer import resolve_subject
+    from salora_cli.transfer.transfer_config import TransferConfig
 
     rows, bases = [], set()
     for p in planned:
@@ -306,10 +306,10 @@ def print_plan(plan: Plan, console) -> None:
 
 def assumptions(plan: Plan) -> list[str]:
     """What the numbers rest on, and what the dry run cannot check, as printed under the tables."""
-    from salora_cli.plan_data import CHARS_PER_TOKEN
+    from salora_cli.grid.plan_data import CHARS_PER_TOKEN
 
     gpu, cpu = cm.REFERENCE_GPU, cm.REFERENCE_CPU
-    lines = [f"cost model (salora_cli/cost_model.py): training ≈ 6·N FLOPs a token for full fine-tuning, ≈ 4·N "
+    lines = [f"cost model (salora_cli/grid/cost_model.py): training ≈ 6·N FLOPs a token for full fine-tuning, ≈ 4·N "
              f"with the base frozen, plus attention; GPU-h on {gpu.name} at {gpu.small_model_utilisation:.0%} "
              f"utilisation (models under 1B), {gpu.large_model_utilisation:.0%} (7B), {gpu.decode_utilisation:.0%} "
              f"while generating; CPU-h on {cpu.name} at {cpu.small_model_utilisation:.0%}; tokens: "
@@ -317,7 +317,7 @@ def assumptions(plan: Plan) -> list[str]:
              "data: " + "; ".join(f"{task} {source}" for task, source in plan.data_sources.items())]
     unknown = sorted({r.model for r in plan.rows if not r.known_size})
     if unknown:
-        lines.append(f"not costed (no stated shapes in salora_cli/model_specs.py): {', '.join(unknown)}")
+        lines.append(f"not costed (no stated shapes in salora_cli/grid/model_specs.py): {', '.join(unknown)}")
     lines += not_covered_by_dry_run(sorted({r.model for r in plan.rows if r.known_size}))
     return lines
 

@@ -2,7 +2,7 @@
 
 A profile (configs/reproduce/<name>.yaml) lists grid entries: a task, its methods, seeds, and
 config layers (profile defaults < the entry's config_file < its config < the profile's
-method_overrides < the protocol's budget and grid lr, see salora_cli/protocol.py). Finished runs
+method_overrides < the protocol's budget and grid lr, see salora_cli/grid/protocol.py). Finished runs
 are skipped (if their recorded config still matches the profile) and interrupted ones resumed, so a
 rerun continues where it stopped. With an lr grid the grid runs in two phases: seed 0 at every grid
 lr, then the lr choice, then the other seeds at the chosen lr. Reports go to results/: glue.md/.csv
@@ -25,10 +25,10 @@ from rich.console import Console
 
 from salora_cli.core import atomic
 from salora_cli.core import config as cfgmod
-from salora_cli import protocol
+from salora_cli.grid import protocol
 from salora_cli.core import run_dir as rd
 from salora_cli.core.errors import SaloraError
-from salora_cli.protocol import PlannedRun
+from salora_cli.grid.protocol import PlannedRun
 
 __all__ = ["PlannedRun", "build_results", "load_profile", "plan", "planned_config", "run_grid", "wall_time_part"]
 
@@ -85,8 +85,8 @@ def run_grid(profile_path: Path, out: Path, results: Path, console: Console, dat
              tasks: list[str] | None = None, methods: list[str] | None = None,
              seeds: list[int] | None = None, report: bool = True, estimates: dict | None = None) -> None:
     """Run a profile's grid (resumable, in parts) and rebuild results/. `estimates`: the plan's cost
-    per part (salora_cli.plan.part_estimates), set beside the measured wall times in results/README.md."""
-    root = Path(__file__).resolve().parents[1]
+    per part (salora_cli.grid.plan.part_estimates), set beside the measured wall times in results/README.md."""
+    root = Path(__file__).resolve().parents[2]
     profile = load_profile(profile_path)
     planned = plan(profile, root, tasks, methods, seeds)
     # the lr choice rests on seed 0 whatever SEEDS says (a run of seeds 1,2 uses an earlier seed 0)
@@ -144,9 +144,9 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
     runs again; a finished one whose outcome labels an older version of the output checks made gets them
     redone from its generations (transfer.relabel_folder). `options`: TransferConfig fields the profile
     sets for every transfer (transfer_options)."""
-    from salora_cli.transfer import (RUN_SUBFOLDER, is_transfer_folder, needs_relabelling, relabel_folder,
+    from salora_cli.transfer.transfer import (RUN_SUBFOLDER, is_transfer_folder, needs_relabelling, relabel_folder,
                                      resolve_subject, run_transfer)
-    from salora_cli.transfer_config import TransferConfig
+    from salora_cli.transfer.transfer_config import TransferConfig
 
     jobs: list[tuple[str, str, Path]] = []
     for p in planned:
@@ -233,7 +233,7 @@ def _claim_and_run(n: str, p: PlannedRun, runs_root: Path, data: str | None, con
 
 
 def _run_one(n: str, p: PlannedRun, run: Path, runs_root: Path, data: str | None, console: Console) -> None:
-    from salora_cli.style_scoring import attach_scorers
+    from salora_cli.transfer.style_scoring import attach_scorers
     from salora_cli.run.train import CHECKPOINT, Trainer
 
     cfg = planned_config(p, data)
@@ -361,7 +361,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
                   wall_time_s: float | None = None, estimates: dict | None = None,
                   front_page: Path | None = None) -> None:
     """Every table and figure in results/, from the finished runs under runs_root. `estimates`: the
-    plan's cost per part (salora_cli.plan.part_estimates), set beside the measured wall times.
+    plan's cost per part (salora_cli.grid.plan.part_estimates), set beside the measured wall times.
     `front_page`: a README whose results-summary markers get the GLUE summary (reports/front_page.py)."""
     from salora_cli.reports import build_rank_report, compare_rank_distributions, find_runs
     from salora_cli.reports.efficiency import build_efficiency_report
@@ -369,7 +369,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
     from salora_cli.reports.rank_shares import write_for_grid as write_rank_shares
     from salora_cli.reports.runs import first_seed_per_task
 
-    every = protocol.widen(plan(profile, Path(__file__).resolve().parents[1]), runs_root,
+    every = protocol.widen(plan(profile, Path(__file__).resolve().parents[2]), runs_root,
                            profile.get("widen_lr_grid", 0))
     scan = find_runs([runs_root])
     planned = _planned_runs([r for r in scan.runs if r.family != "transfer"], {p.folder_name for p in every}, console)
@@ -559,7 +559,7 @@ def _grid_wall_times(runs_root: Path, every: list[PlannedRun], file: str = WALL_
 def wall_time_part(name: str) -> str:
     """The part a wall_times.json entry is summed in: a task's runs (the folder name's task prefix), and
     the zero-shot transfers (recorded since 2026-12-01) as one part of their own. The plan
-    (salora_cli/plan.py) sums its estimates by the same parts."""
+    (salora_cli/grid/plan.py) sums its estimates by the same parts."""
     return "zero-shot transfers" if name.startswith(f"{_TRANSFER_KEY}:") else name.split("_", 1)[0]
 
 
@@ -606,7 +606,7 @@ def _estimates_markdown(times: dict[str, float], estimates: dict, clocks: dict[s
         lines.append(f"| {part} | {len(done)} / {est.runs} | {minutes:.1f} | {'—' if clock is None else f'{clock:.1f}'} "
                      f"| {est.cpu_hours * 60:.1f} | {ratio} |")
     return ("The plan's estimate per part (`salora reproduce --profile NAME --plan`, its cost model in "
-            "`salora_cli/cost_model.py`) beside the measured time; the planned runs count each later "
+            "`salora_cli/grid/cost_model.py`) beside the measured time; the planned runs count each later "
             "seed once, whichever lr is chosen, and not the runs a widened lr grid adds:\n\n"
             + "\n".join(lines) + "\n")
 

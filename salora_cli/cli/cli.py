@@ -16,9 +16,9 @@ from salora_cli.core.console import RunConsole
 from rich.text import Text
 
 from salora_cli.core import config as cfgmod
-from salora_cli.cli_options import config_flags, with_config_flags, with_dataclass_flags
+from salora_cli.cli.cli_options import config_flags, with_config_flags, with_dataclass_flags
 from salora_cli.core.errors import Interrupted, SaloraError
-from salora_cli.transfer_config import TransferConfig
+from salora_cli.transfer.transfer_config import TransferConfig
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Fine-tune language models with SaLoRA and reproduce its experiments.")
@@ -29,7 +29,7 @@ app.add_typer(report_app, name="report")
 console = RunConsole()
 err_console = RunConsole(stderr=True)
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 CONFIGS = PROJECT / "configs"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 STYLE_TASKS = ("yelp", "gyafc")
@@ -88,7 +88,7 @@ def _plain(layer: dict) -> dict:
 def _train(family: str, task: str, known: tuple, config, sets, out, resume, overwrite, overrides) -> dict:
     _quiet_libraries()
     from salora_cli.core import run_dir as rd
-    from salora_cli.style_scoring import attach_scorers
+    from salora_cli.transfer.style_scoring import attach_scorers
     from salora_cli.run.train import Trainer
 
     if task not in known:
@@ -158,7 +158,7 @@ _HELP_SET = ("Override any config key, repeatable; wins over the flags. For the 
              + ", task_options.<name>; e.g. --set task_options.train_pool=official")
 
 # Options both `train` commands share. The config's own flags (--lr, --rank, --warmup-fraction, …)
-# are generated from the config dataclasses by @with_config_flags (salora_cli/cli_options.py).
+# are generated from the config dataclasses by @with_config_flags (salora_cli/cli/cli_options.py).
 Config = Annotated[Optional[Path], Opt(metavar="FILE", help="YAML config (default: configs/<family>/<task>.yaml); "
                                        "the flags below override it, and --set overrides both")]
 Out = Annotated[Optional[Path], Opt(metavar="RUN_DIR", help="Run folder (default: runs/<task>_<method>_seed<seed>)")]
@@ -279,8 +279,8 @@ def eval_cmd(
     transfer): rescore its generations.jsonl and compare with its metrics.json."""
     _quiet_libraries()
     from salora_cli.run.evaluation import evaluate_run
-    from salora_cli.style_scoring import attach_scorers
-    from salora_cli.transfer import is_transfer_folder, rescore_folder
+    from salora_cli.transfer.style_scoring import attach_scorers
+    from salora_cli.transfer.transfer import is_transfer_folder, rescore_folder
 
     if is_transfer_folder(run_dir):
         _, written = rescore_folder(run_dir, console)
@@ -329,7 +329,7 @@ def transfer_cmd(
     """Zero-shot style transfer of a run or a base model (Alpaca template, fixed instructions), scored with
     BLEU, self-BLEU, style accuracy, G, fluency (perplexity under the base LM) and what a reader would see."""
     _quiet_libraries()
-    from salora_cli.transfer import run_transfer
+    from salora_cli.transfer.transfer import run_transfer
 
     try:
         settings = TransferConfig(task=task, **(overrides or {}))
@@ -391,7 +391,7 @@ def demo(
 ):
     """SaLoRA vs LoRA on an SST-2 slice with MiniLM-L6, offline, then the tables and rank report."""
     _quiet_libraries()
-    from salora_cli.demo import run_demo
+    from salora_cli.grid.demo import run_demo
 
     started = time.time()
     try:
@@ -448,24 +448,24 @@ def reproduce(
     if plan and dry_run:
         raise SaloraError("--plan and --dry-run are two different checks: give one")
     if plan:
-        from salora_cli.plan import build_plan, print_plan
+        from salora_cli.grid.plan import build_plan, print_plan
 
         print_plan(build_plan(path, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods), seed_list), console)
         _wrote([])
         return
     _quiet_libraries()
     if dry_run:
-        from salora_cli.dry_run import dry_run as run_dry
+        from salora_cli.grid.dry_run import dry_run as run_dry
 
         folder = run_dry(path, out, console, os.environ.get("SALORA_DATA"), _split(tasks), _split(methods))
         _wrote([folder])
         return
-    from salora_cli.reproduce import run_grid
+    from salora_cli.grid.reproduce import run_grid
 
     started = time.time()
     try:
         with _sigterm_as_interrupt():
-            from salora_cli.plan import part_estimates  # set beside the measured part times
+            from salora_cli.grid.plan import part_estimates  # set beside the measured part times
 
             run_grid(path, out, results, console, os.environ.get("SALORA_DATA"), _split(tasks),
                      _split(methods), seed_list, report=report,
@@ -502,7 +502,7 @@ def ablate(
 ):
     """Run each SaLoRA design variant of an ablation profile (resumable), then write <profile name>.md."""
     _quiet_libraries()
-    from salora_cli.ablations import run_ablations
+    from salora_cli.grid.ablations import run_ablations
 
     path, seed_list = _profile_path(profile), _seed_list(seeds)
     started = time.time()
@@ -513,7 +513,7 @@ def ablate(
     except KeyboardInterrupt:
         raise Interrupted("the ablations stopped; run the same command again: finished runs are "
                           "skipped and the interrupted one resumes") from None
-    copies = written.parent / written.stem / "runs"  # what each number rests on (salora_cli/ablations.py)
+    copies = written.parent / written.stem / "runs"  # what each number rests on (salora_cli/grid/ablations.py)
     _wrote(_changed_runs(out, started) + [written] + ([copies] if copies.is_dir() else []))
 
 

@@ -23,7 +23,7 @@
 
 - `transfer: [yelp]` (instruction-tuning entries): the style test sets each finished run is then
   asked to rewrite zero-shot (issue 18). The plan carries it (`PlannedRun.transfer`) for the
-  transfer step (salora_cli/transfer.py) to read; training does not depend on it.
+  transfer step (salora_cli/transfer/transfer.py) to read; training does not depend on it.
 
 `salora reproduce` runs a plan in two phases: phase 1 every run that needs no choice (the
 selection seed at each grid lr, and every untuned run), then the choice, then phase 2 (the other
@@ -135,7 +135,7 @@ def validate(profile: dict, where: Path) -> None:
     options = profile.get("transfer_options") or {}
     if not isinstance(options, dict):
         raise SaloraError(f"profile {where}: transfer_options is a mapping of salora transfer settings")
-    from salora_cli.transfer_config import TransferConfig
+    from salora_cli.transfer.transfer_config import TransferConfig
 
     fields = {f.name for f in dataclasses.fields(TransferConfig)} - {"task"}
     if set(options) - fields:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from salora_cli.core import atomic
 from salora_cli.core import config as cfgmod
-from salora_cli import reproduce
+from salora_cli.grid import reproduce
 from salora_cli.core import run_dir as rd
 from salora_cli.core.errors import SaloraError
 from salora_cli.reports.metrics_table import DAGGER, DEGENERATE_FOOTNOTE

@@ -1,7 +1,7 @@
 """What the runner knows about a profile's models without loading them: their shapes, stated as constants.
 
-The plan (salora_cli/plan.py) needs each model's size to estimate compute and disk, and the dry run
-(salora_cli/dry_run.py) needs its architecture to build a tiny stand-in; neither may download the real
+The plan (salora_cli/grid/plan.py) needs each model's size to estimate compute and disk, and the dry run
+(salora_cli/grid/dry_run.py) needs its architecture to build a tiny stand-in; neither may download the real
 model. So each model a profile names is described here once: the shapes of its published config, its
 parameter count (checked against a model built from these shapes on the meta device:
 tests/test_plan.py), and the structural settings of its config that a tiny model of the same

@@ -5,7 +5,7 @@ architecture, the method, the rank budget, and (instruction tuning) the zero-sho
 run picks the fewest runs that together cover every task, every (architecture, method) pair, every
 (method, budget) pair and every transfer task (`distinct_paths`), and runs each through the grid's own
 code (reproduce.run_phase, reproduce.run_transfers) on a tiny random stand-in of its model
-(salora_cli/stand_ins.py) and a small copy of its data, with the entry's settings otherwise: method,
+(salora_cli/grid/stand_ins.py) and a small copy of its data, with the entry's settings otherwise: method,
 budget, r_init, orthogonality weight, mixed precision where the machine has it (bf16 autocasts on a
 CPU; fp16 needs a GPU), max length capped. What it changes is in DRY (a few steps with the rank
 schedule squeezed into them, so components are removed) and `dry_layer`.
@@ -31,13 +31,13 @@ from rich.console import Console
 
 from salora_cli.core import atomic
 from salora_cli.core import config as cfgmod
-from salora_cli import protocol
+from salora_cli.grid import protocol
 from salora_cli.core.errors import SaloraError
 from salora_cli.core.method_registry import REGISTRY
-from salora_cli.model_specs import spec as model_spec
-from salora_cli.protocol import PlannedRun
+from salora_cli.grid.model_specs import spec as model_spec
+from salora_cli.grid.protocol import PlannedRun
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DRY_STEPS = 8
 DRY = {
     "train": {"max_steps": DRY_STEPS, "eval_every": DRY_STEPS // 2, "checkpoint_every": DRY_STEPS // 2,
@@ -139,8 +139,8 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
             tasks: list[str] | None = None, methods: list[str] | None = None) -> Path:
     """Run the dry run of a profile under out/<profile>-dry-run (replaced each time); returns that
     folder. Raises SaloraError naming the paths that failed, after running all of them."""
-    from salora_cli.reproduce import load_profile, plan
-    from salora_cli.stand_ins import stand_in_data, stand_in_model
+    from salora_cli.grid.reproduce import load_profile, plan
+    from salora_cli.grid.stand_ins import stand_in_data, stand_in_model
     from tasks.instruct_data import PROJECT_DATA
 
     profile = load_profile(profile_path)
@@ -159,7 +159,7 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
             result = PathResult(p.folder_name, covers)
             results.append(result)
             if spec is None:
-                result.error = f"{p.model} has no stated shapes (salora_cli/model_specs.py): no stand-in"
+                result.error = f"{p.model} has no stated shapes (salora_cli/grid/model_specs.py): no stand-in"
                 continue
             stand_in = stand_in_model(spec, folder / "models")
             cfg = cfgmod.build_config(*p.layers)
@@ -182,7 +182,7 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
 
 def _run_path(run: PlannedRun, result: PathResult, folder: Path, console: Console) -> None:
     """Train the path through the grid's own code, then check its folder; a failure is recorded, not raised."""
-    from salora_cli.reproduce import run_phase
+    from salora_cli.grid.reproduce import run_phase
 
     started = time.perf_counter()
     runs_root = folder / "runs"
@@ -203,8 +203,8 @@ def _failure(exc: Exception) -> str:
 def _run_transfers(dry: list[PlannedRun], profile: dict, folder: Path, console: Console) -> dict[str, str]:
     """The zero-shot transfers of the dry runs that have them, through reproduce.run_transfers with the
     profile's transfer options (a few sentences, short answers); each transfer folder then rescored."""
-    from salora_cli.reproduce import run_transfers
-    from salora_cli.transfer import is_transfer_folder, rescore_folder
+    from salora_cli.grid.reproduce import run_transfers
+    from salora_cli.transfer.transfer import is_transfer_folder, rescore_folder
 
     transferring = [p for p in dry if p.transfer]
     if not transferring:
@@ -325,11 +325,11 @@ def _check_export(run: Path, export_to: Path) -> str:
 # ------------------------------------------------------------------------------------------- report
 def _write_report(folder: Path, profile: str, results: list[PathResult], transfers: dict[str, str],
                   sources: dict[str, str], runs: int, models: list[str]) -> Path:
-    from salora_cli.plan import not_covered_by_dry_run
+    from salora_cli.grid.plan import not_covered_by_dry_run
 
     lines = [f"# Dry run of profile {profile}", "",
              f"{len(results)} distinct paths of its {runs} runs, each {DRY_STEPS} optimizer steps on a tiny "
-             "random stand-in of its model (salora_cli/stand_ins.py) and a small copy of its data; "
+             "random stand-in of its model (salora_cli/grid/stand_ins.py) and a small copy of its data; "
              "written by `salora reproduce --profile " + profile + " --dry-run`.", "",
              "| run | covers | precision | s | " + " | ".join(CHECK_NAMES) + " | outcome |",
              "|" + "---|" * (5 + len(CHECK_NAMES))]

@@ -1,6 +1,6 @@
 """The plan's cost model: a run's FLOPs, the hours they take on a stated device, and its folder's bytes.
 
-Compute (per token, T = the padded sequence length, N = salora_cli.model_specs' matmul_params: the
+Compute (per token, T = the padded sequence length, N = salora_cli.grid.model_specs' matmul_params: the
 weights a token is multiplied with; embeddings are lookups):
 - forward: 2·N + 4·L·T·d (attention's scores and weighted sum, L blocks of width d; DeBERTa's
   disentangled position terms and a causal mask's savings are ignored);
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from salora_cli.model_specs import ModelSpec
+from salora_cli.grid.model_specs import ModelSpec
 
 
 @dataclass(frozen=True)

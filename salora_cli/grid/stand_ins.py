@@ -1,7 +1,7 @@
 """Tiny randomly initialised stand-ins for a profile's models, and a small copy of its data, for the dry run.
 
 A stand-in keeps the real model's architecture (its model_type and the structural settings stated in
-salora_cli/model_specs.py: DeBERTa-v3's relative attention, GPT-2's fused attention, LLaMA's gated FFN)
+salora_cli/grid/model_specs.py: DeBERTa-v3's relative attention, GPT-2's fused attention, LLaMA's gated FFN)
 at a tiny size, saved as a local model folder the runner loads like any other. The real tokenizers are
 not available offline, so an offline one stands in with the model's vocabulary sized to it: MiniLM's
 WordPiece for the encoders, SmolLM2's byte-level BPE for the decoders. Two of the real tokenizers'
@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from salora_cli.model_specs import ModelSpec
+from salora_cli.grid.model_specs import ModelSpec
 
 TINY = {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 48}  # every stand-in's size
 MARKER = "stand_in.json"  # written last: a folder with it is complete
@@ -40,7 +40,7 @@ class StandIn:
 def stand_in_model(spec: ModelSpec, root: Path) -> StandIn:
     """The tiny stand-in of `spec` under root/<its name as a run folder names it>, built once: a run of
     it is then named as the real model's run would be (protocol.model_label)."""
-    from salora_cli.protocol import model_label
+    from salora_cli.grid.protocol import model_label
 
     folder = root / model_label(spec.name)
     tokenizer_name = "smollm2-135m" if spec.causal else "minilm-l6"

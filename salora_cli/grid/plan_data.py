@@ -1,6 +1,6 @@
 """How much data a planned run reads, and how long its examples are, without a model or a tokenizer.
 
-For the plan (salora_cli/plan.py). A split's size is counted from the run's own data files where they
+For the plan (salora_cli/grid/plan.py). A split's size is counted from the run's own data files where they
 are here (read with the tasks' own readers, so the count is what the run would read), and otherwise
 taken from OFFICIAL, the sizes the datasets' authors state, each with its source. Example lengths come
 from the texts at hand, full files or samples of the same distribution (glue-sampled/ for MNLI, QQP and

@@ -123,7 +123,7 @@ def with_config_flags(exclude: Iterable[str] = (), help_text: dict[str, str] | N
 
 
 def dataclass_flags(cls: type, panel: str, exclude: Iterable[str] = ()) -> list[ConfigFlag]:
-    """One flag per scalar field of a settings dataclass (e.g. salora_cli.transfer_config.TransferConfig)."""
+    """One flag per scalar field of a settings dataclass (e.g. salora_cli.transfer.transfer_config.TransferConfig)."""
     skip, hints = set(exclude), typing.get_type_hints(cls)
     flags = []
     for f in dataclasses.fields(cls):

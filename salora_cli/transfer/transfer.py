@@ -7,7 +7,7 @@ adapter, a row of its own. The model rewrites the task's test sources zero-shot 
 Alpaca template, a fixed instruction per target style), batched (tasks.generation: left padding, KV
 cache, EOS or the end of the answer line ends a rewrite); the answer is cut from each generation
 (tasks.zero_shot.cut_answer), then scored (tasks.transfer_metrics) with the runner's own style
-classifier (salora_cli.style_scoring; it never guides decoding) and, for fluency, the base LM without
+classifier (salora_cli.transfer.style_scoring; it never guides decoding) and, for fluency, the base LM without
 adapter (for a bare model: the model itself).
 
 Written (atomically, never over an existing folder without --overwrite) to RUN/transfer/<task>/ for a
@@ -34,7 +34,7 @@ from rich.table import Table
 from salora_cli.core import atomic
 from salora_cli.core import run_dir as rd
 from salora_cli.core.errors import SaloraError
-from salora_cli.transfer_config import TransferConfig
+from salora_cli.transfer.transfer_config import TransferConfig
 
 TRANSFER_KIND = "transfer"  # metrics.json "kind" of a transfer folder
 RUN_SUBFOLDER = "transfer"
@@ -177,7 +177,7 @@ def classifier_for(tc: TransferConfig, data_folder: str, console: Console):
     """(texts → style indices, held-out accuracy, classifier run folder): the runner's own classifier,
     with the data options style runs use, so the cached one is shared with them. Yelp rewrites are put
     in the Yelp release's tokenised form first, the form the classifier was trained on."""
-    from salora_cli.style_scoring import classifier_run, load_classifier
+    from salora_cli.transfer.style_scoring import classifier_run, load_classifier
     from tasks.style_metrics import yelp_normalize
 
     options = {"train_pool": "shen2017-test"} if tc.task == "yelp" else {"domain": tc.domain}
