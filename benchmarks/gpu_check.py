@@ -78,7 +78,7 @@ def cases(device: torch.device, smoke: bool) -> list[Case]:
 def sst2_batches(tokenizer, case: Case, count: int, device: torch.device) -> list[dict]:
     """`count` batches of real SST-2 training sentences (evenly spaced through the file, so both labels
     and every length occur), tokenised as the runner does (padded to the batch's longest)."""
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     train = get_glue_task("sst2").load_splits(str(glue_dir()), splits=("train",))["train"]
     step = max(1, len(train) // (count * case.batch))

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-PRELOAD = ["torch", "transformers", "salora_cli.cli.cli", "salora_cli.run.train", "tasks.glue", "tasks.style",
-           "tasks.style_classifier", "transformers.models.bert.modeling_bert",
+PRELOAD = ["torch", "transformers", "salora_cli.cli.cli", "salora_cli.run.train", "tasks.classification.glue",
+           "tasks.style.style", "tasks.style.style_classifier", "transformers.models.bert.modeling_bert",
            "transformers.models.auto.modeling_auto"]
 
 

@@ -45,7 +45,7 @@ def _logits(model) -> torch.Tensor:
 @pytest.mark.parametrize("method", ["lora", "salora", "adalora", "bitfit"])
 def test_deberta_s_pooler_trains_and_is_saved(deberta_folder, tmp_path, method):
     from salora_cli.methods import build_method, load_method
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     cfg = cfgmod.build_config({"task": "glue/rte", "method": method, "model": str(deberta_folder),
                                "adapter": {"r_init": 2, "budget": 1}})
@@ -70,7 +70,7 @@ def test_deberta_s_pooler_trains_and_is_saved(deberta_folder, tmp_path, method):
 def test_the_head_is_all_that_is_new_for_a_checkpoint_with_its_pooler():
     """MiniLM (BERT) ships its pooler: only the classifier is new, so the cpu grid trains what it did."""
     from salora_cli.methods.base import head_modules
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     model, _ = get_glue_task("sst2").build_model("minilm-l6")
     assert head_modules(model) == ["classifier"]

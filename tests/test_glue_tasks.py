@@ -17,7 +17,7 @@ import tasks
 from salora_cli.core.errors import SaloraError
 from tasks import metrics as M
 from tasks.base import Task
-from tasks.glue import GLUE_SPECS, GlueTask, get_glue_task
+from tasks.classification.glue import GLUE_SPECS, GlueTask, get_glue_task
 
 from conftest import FIXTURES
 

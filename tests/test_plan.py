@@ -116,8 +116,8 @@ def test_stated_model_shapes_match_models_built_from_them():
 
 def test_official_sizes_are_the_files_counts_where_the_files_are_here(shared_data):
     from salora_cli.grid.plan_data import OFFICIAL
-    from tasks.glue import get_glue_task
-    from tasks.instruct_data import read_instruct_file
+    from tasks.classification.glue import get_glue_task
+    from tasks.instruct.instruct_data import read_instruct_file
 
     for task in ("glue/sst2", "glue/cola", "glue/mrpc", "glue/rte", "glue/stsb"):
         splits = get_glue_task(task).load_splits(str(shared_data / "glue"))

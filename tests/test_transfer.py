@@ -9,12 +9,12 @@ import torch
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES
-from tasks.alpaca_template import alpaca_prompt
+from tasks.instruct.alpaca_template import alpaca_prompt
 from tasks.generation import generate_texts
-from tasks.output_checks import CHECKS_VERSION, check_output, outcome_shares, repeated_share
-from tasks.style_metrics import corpus_bleu
-from tasks.transfer_metrics import plain_text
-from tasks.zero_shot import answer_complete, cut_answer, transfer_prompt
+from tasks.instruct.output_checks import CHECKS_VERSION, check_output, outcome_shares, repeated_share
+from tasks.style.style_metrics import corpus_bleu
+from tasks.instruct.transfer_metrics import plain_text
+from tasks.instruct.zero_shot import answer_complete, cut_answer, transfer_prompt
 from test_style_generation import VOCAB
 from salora_cli.transfer.transfer import needs_relabelling, relabel_folder
 from salora_cli.transfer.transfer_config import INSTRUCTIONS

@@ -75,7 +75,7 @@ def _copy(run: Path, where: Path) -> Path:
 
 def _no_model_load(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     def refuse(*_a, **_k):
         raise AssertionError("the model was loaded before the problem was reported")
@@ -344,7 +344,7 @@ def test_offline_mode_never_probes(monkeypatch):
 def test_unreachable_hub_dataset_fails_before_load_dataset(hub_down, monkeypatch):
     import datasets
 
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     monkeypatch.delenv("SALORA_GLUE_DIR", raising=False)
 
@@ -396,7 +396,7 @@ def test_probe_counts_any_answer_and_no_answer(monkeypatch):
 # ------------------------------------------------------------------------------ degenerate classifiers
 def test_single_class_predictions_are_flagged():
     from tasks.base import degenerate_flag
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     mrpc = get_glue_task("mrpc")
     examples = [{"text_a": "a", "text_b": "b", "label": y} for y in (1, 1, 0, 1)]
@@ -414,7 +414,7 @@ def _always_one(self, model, tokenizer, examples, **_k):
 
 
 def test_degenerate_run_is_flagged_in_metrics_and_console(tmp_path, monkeypatch, capsys):
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     monkeypatch.setattr(GlueTask, "predict", _always_one)
     out = tmp_path / "run"
@@ -427,7 +427,7 @@ def test_degenerate_run_is_flagged_in_metrics_and_console(tmp_path, monkeypatch,
 
 
 def test_degenerate_eval_warns(run, tmp_path, monkeypatch, capsys):
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     copy = _copy(run, tmp_path)
     monkeypatch.setattr(GlueTask, "predict", _always_one)
@@ -485,7 +485,7 @@ def _glue(tmp_path: Path, name: str, text: bytes) -> Path:
                                                                               "empty second sentence")),
 ], ids=["non-utf8", "empty-sentence", "field-count", "label", "empty-second-sentence"])
 def test_malformed_glue_row_names_file_and_line(tmp_path, name, text, fragments):
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     root = _glue(tmp_path, name, text)
     with pytest.raises(SaloraError) as info:
@@ -504,7 +504,7 @@ def test_malformed_glue_row_names_file_and_line(tmp_path, name, text, fragments)
      ("reference.0 line 1", "source<TAB>rewrite")),
 ], ids=["empty-line", "non-utf8", "tab", "empty-rewrite"])
 def test_malformed_yelp_line_names_file_and_line(tmp_path, file, text, fragments):
-    from tasks.style import YelpStyleTask
+    from tasks.style.style import YelpStyleTask
 
     folder = tmp_path / "yelp"
     shutil.copytree(FIXTURES / "yelp_tiny", folder)
@@ -522,7 +522,7 @@ def test_malformed_yelp_line_names_file_and_line(tmp_path, file, text, fragments
 
 
 def test_yelp_trailing_empty_lines_are_fine(tmp_path):
-    from tasks.style_data import read_yelp_labelled
+    from tasks.style.style_data import read_yelp_labelled
 
     folder = tmp_path / "yelp"
     shutil.copytree(FIXTURES / "yelp_tiny", folder)

@@ -141,7 +141,7 @@ def dry_run(profile_path: Path, out: Path, console: Console, data: str | None = 
     folder. Raises SaloraError naming the paths that failed, after running all of them."""
     from salora_cli.grid.reproduce import load_profile, plan
     from salora_cli.grid.stand_ins import stand_in_data, stand_in_model
-    from tasks.instruct_data import PROJECT_DATA
+    from tasks.instruct.instruct_data import PROJECT_DATA
 
     profile = load_profile(profile_path)
     planned = plan(profile, ROOT, tasks, methods)

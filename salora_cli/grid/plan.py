@@ -100,7 +100,7 @@ def build_plan(profile_path: Path, data: str | None = None, tasks: list[str] | N
     """The plan of a profile (narrowed as `salora reproduce` narrows it); `data`: the data root
     ($SALORA_DATA; default: the project's ../shared/data when it is there)."""
     from salora_cli.grid.reproduce import load_profile, plan, planned_config, wall_time_part
-    from tasks.instruct_data import PROJECT_DATA
+    from tasks.instruct.instruct_data import PROJECT_DATA
 
     data = data or (str(PROJECT_DATA) if PROJECT_DATA.is_dir() else None)
     profile = load_profile(profile_path)

@@ -129,7 +129,7 @@ def _glue_lengths(examples: list[dict]) -> tuple[int, ...]:
 def _glue_split(task: str, data_dir: str | None, split: str, options: dict) -> tuple[list[dict] | None, str]:
     """(the split's examples read by the task itself, configured as the run configures it, and where
     from); None when the file is not here."""
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     if not data_dir:
         return None, ""
@@ -146,7 +146,7 @@ def _glue_sample(task: str, data_dir: str | None) -> tuple[list[dict], str]:
     """Texts of the same distribution where the full train file is missing: the LM-BFF samples in
     glue-sampled/<TASK>/512-13/train.tsv (MNLI, QQP, QNLI), beside the run's data folder or under the
     data root."""
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     glue = get_glue_task(task)
     roots = [Path(data_dir).expanduser()] if data_dir else []
@@ -181,7 +181,7 @@ def _glue(task: str, data_dir: str | None, options: dict) -> TaskData:
 
 
 def _data_root() -> Path | None:
-    from tasks.instruct_data import PROJECT_DATA
+    from tasks.instruct.instruct_data import PROJECT_DATA
 
     root = os.environ.get("SALORA_DATA")
     path = Path(root).expanduser() if root else PROJECT_DATA
@@ -205,7 +205,7 @@ def _style_split(n: int, sentences: list[str], source: str, max_new_tokens: int,
 
 
 def _style(task: str, data_dir: str | None, options: dict) -> TaskData:
-    from tasks.style_data import find_yelp_dir
+    from tasks.style.style_data import find_yelp_dir
 
     if task == "style/gyafc":
         return _gyafc(data_dir, options)
@@ -213,7 +213,7 @@ def _style(task: str, data_dir: str | None, options: dict) -> TaskData:
     folder = _yelp_folder(data_dir, find_yelp_dir)
     if folder is None:
         raise SaloraError("Yelp's dev and test files are not here (SALORA_DATA/yelp): the plan sizes Yelp from them")
-    from tasks.style_data import read_yelp_labelled, read_yelp_pool, read_yelp_test
+    from tasks.style.style_data import read_yelp_labelled, read_yelp_pool, read_yelp_test
 
     dev = [s for s, _ in read_yelp_labelled(folder, "sentiment.dev")]
     test = [ex["source"] for ex in read_yelp_test(folder)]
@@ -243,7 +243,7 @@ def _yelp_folder(data_dir: str | None, find) -> Path | None:
 
 
 def _gyafc(data_dir: str | None, options: dict) -> TaskData:
-    from tasks.style_data import check_direction, find_gyafc_domain_dir, read_gyafc_split, resolve_gyafc_domain
+    from tasks.style.style_data import check_direction, find_gyafc_domain_dir, read_gyafc_split, resolve_gyafc_domain
 
     domain = resolve_gyafc_domain(options.get("domain", "Family_Relationships"))
     direction = check_direction(options.get("direction", "both"))
@@ -269,8 +269,8 @@ def _gyafc(data_dir: str | None, options: dict) -> TaskData:
 
 # ------------------------------------------------------------------------------------ instruction tuning
 def _instruct(task: str, data_dir: str | None, options: dict) -> TaskData:
-    from tasks.alpaca_template import alpaca_prompt
-    from tasks.instruct_data import find_instruct_file, read_instruct_file
+    from tasks.instruct.alpaca_template import alpaca_prompt
+    from tasks.instruct.instruct_data import find_instruct_file, read_instruct_file
 
     dev_size = int(options.get("dev_size", 200))
     try:
@@ -290,8 +290,8 @@ def _instruct(task: str, data_dir: str | None, options: dict) -> TaskData:
 
 def transfer_lengths(task: str, data_dir: str | None, max_new_tokens: int) -> Split:
     """A zero-shot transfer's test split (salora transfer): the style task's test sources, each in the Alpaca
-    prompt (tasks.zero_shot) instead of the style template, and a rewrite about as long as the source."""
-    from tasks.zero_shot import transfer_prompt
+    prompt (tasks.instruct.zero_shot) instead of the style template, and a rewrite about as long as the source."""
+    from tasks.instruct.zero_shot import transfer_prompt
 
     test = _task_data(f"style/{task}", data_dir, (("max_new_tokens", json.dumps(max_new_tokens)),)).test
     longer = tokens(len(transfer_prompt("Please rewrite the following sentence to be more informal.", ""))) \

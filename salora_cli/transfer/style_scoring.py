@@ -7,7 +7,7 @@ perplexity of the outputs under the run's base model without its adapter (fixed 
 
 Both are attached to the task only for the final test scoring (train.Trainer._final_test, after the
 last checkpoint is chosen): the evaluation classifier is never used for training, checkpoint
-selection or decoding. Yelp selects checkpoints with its own word-count classifier (tasks.selection).
+selection or decoding. Yelp selects checkpoints with its own word-count classifier (tasks.style.selection).
 """
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 RUN_OR_MODEL is either a run folder of a causal LM (config.yaml: an instruction-tuned run, a style run,
 any method; its best or final weights are loaded onto its base model as `salora eval` does) or a model
 reference (hub id, local model folder, or the offline alias `smollm2-135m`): the base model without any
-adapter, a row of its own. The model rewrites the task's test sources zero-shot (tasks.zero_shot: the
+adapter, a row of its own. The model rewrites the task's test sources zero-shot (tasks.instruct.zero_shot: the
 Alpaca template, a fixed instruction per target style), batched (tasks.generation: left padding, KV
 cache, EOS or the end of the answer line ends a rewrite); the answer is cut from each generation
-(tasks.zero_shot.cut_answer), then scored (tasks.transfer_metrics) with the runner's own style
+(tasks.instruct.zero_shot.cut_answer), then scored (tasks.instruct.transfer_metrics) with the runner's own style
 classifier (salora_cli.transfer.style_scoring; it never guides decoding) and, for fluency, the base LM without
 adapter (for a bare model: the model itself).
 
@@ -120,7 +120,7 @@ def task_data_dir(tc: TransferConfig) -> str | None:
 
 def load_examples(tc: TransferConfig) -> tuple[list[dict[str, Any]], str]:
     """(examples with style names and, if asked, lower-cased references; the data folder read)."""
-    from tasks.style_data import (GYAFC_STYLES, YELP_STYLES, find_gyafc_domain_dir, find_yelp_dir,
+    from tasks.style.style_data import (GYAFC_STYLES, YELP_STYLES, find_gyafc_domain_dir, find_yelp_dir,
                                   read_gyafc_split, read_yelp_test, resolve_gyafc_domain)
 
     data_dir = task_data_dir(tc)
@@ -150,7 +150,7 @@ def load_causal_lm(model_ref: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tasks.models import load_pretrained
-    from tasks.style import prepare_tokenizer
+    from tasks.style.style import prepare_tokenizer
 
     tokenizer = load_pretrained(AutoTokenizer, model_ref)
     model = load_pretrained(AutoModelForCausalLM, model_ref, dtype=torch.float32)
@@ -178,7 +178,7 @@ def classifier_for(tc: TransferConfig, data_folder: str, console: Console):
     with the data options style runs use, so the cached one is shared with them. Yelp rewrites are put
     in the Yelp release's tokenised form first, the form the classifier was trained on."""
     from salora_cli.transfer.style_scoring import classifier_run, load_classifier
-    from tasks.style_metrics import yelp_normalize
+    from tasks.style.style_metrics import yelp_normalize
 
     options = {"train_pool": "shen2017-test"} if tc.task == "yelp" else {"domain": tc.domain}
     data_dir = data_folder if tc.task == "yelp" else task_data_dir(tc)
@@ -195,7 +195,7 @@ def generate(model, tokenizer, examples: list[dict], tc: TransferConfig) -> list
     import torch
 
     from tasks.generation import generate_texts
-    from tasks.zero_shot import answer_complete, transfer_prompt
+    from tasks.instruct.zero_shot import answer_complete, transfer_prompt
 
     torch.manual_seed(tc.seed)
     prompts = [transfer_prompt(tc.instruction(ex["target_style"]), ex["source"], tc.lowercase) for ex in examples]
@@ -206,15 +206,15 @@ def generate(model, tokenizer, examples: list[dict], tc: TransferConfig) -> list
 
 def with_cut(examples: list[dict], raw: list[str]) -> list[dict]:
     """generations.jsonl records: the example, its raw continuation, the cut rewrite, its outcome."""
-    from tasks.zero_shot import cut_answer
+    from tasks.instruct.zero_shot import cut_answer
 
     return [labelled({**ex, "raw": text, "generation": cut_answer(text, ex["source"])})
             for ex, text in zip(examples, raw)]
 
 
 def labelled(record: dict) -> dict:
-    """`record` with its outcome label (tasks.output_checks) and the phrase that matched, if any."""
-    from tasks.output_checks import check_output
+    """`record` with its outcome label (tasks.instruct.output_checks) and the phrase that matched, if any."""
+    from tasks.instruct.output_checks import check_output
 
     check = check_output(record["generation"], record["source"])
     record = {k: v for k, v in record.items() if k not in ("outcome", "matched")}
@@ -225,7 +225,7 @@ def labelled(record: dict) -> dict:
 def needs_relabelling(folder: Path) -> bool:
     """A finished transfer whose outcome labels an older version of the output checks made."""
     from salora_cli.reports.runs import read_json
-    from tasks.output_checks import CHECKS_VERSION
+    from tasks.instruct.output_checks import CHECKS_VERSION
 
     return read_json(folder / "metrics.json", "metrics.json").get("output_checks_version", 1) < CHECKS_VERSION
 
@@ -236,8 +236,8 @@ def relabel_folder(folder: Path) -> dict:
     depend on the labels). The folder is swapped in whole, its command.txt kept; metrics.json says
     what was redone. Returns the new overall shares."""
     from salora_cli.reports.runs import read_generations, read_json
-    from tasks.output_checks import CHECKS_VERSION, outcome_shares
-    from tasks.transfer_metrics import direction_name
+    from tasks.instruct.output_checks import CHECKS_VERSION, outcome_shares
+    from tasks.instruct.transfer_metrics import direction_name
 
     metrics = read_json(folder / "metrics.json", "metrics.json")
     settings = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
@@ -257,9 +257,9 @@ def relabel_folder(folder: Path) -> dict:
 
 
 def score(records: list[dict], tc: TransferConfig, classify, fluency_lm) -> tuple[dict, dict]:
-    from tasks.style_data import GYAFC_STYLES, YELP_STYLES
-    from tasks.style_metrics import yelp_normalize
-    from tasks.transfer_metrics import score_transfer
+    from tasks.style.style_data import GYAFC_STYLES, YELP_STYLES
+    from tasks.style.style_metrics import yelp_normalize
+    from tasks.instruct.transfer_metrics import score_transfer
 
     yelp = tc.task == "yelp"
     return score_transfer(records, normalize=yelp_normalize if yelp else None, lowercase=True, classify=classify,
@@ -294,7 +294,7 @@ def _base_lm(name: str) -> tuple:
 
 def run_transfer(ref: str, tc: TransferConfig, out: Path | None, overwrite: bool, console: Console) -> Path:
     """The whole command: check, load, generate, cut, score, write; returns the folder written."""
-    from tasks.output_checks import CHECKS_VERSION
+    from tasks.instruct.output_checks import CHECKS_VERSION
 
     tc.validate()
     if tc.data_dir:  # recorded as an absolute path: `salora eval` may run from elsewhere

@@ -19,7 +19,7 @@ from salora_cli.core.errors import SaloraError
 
 TASKS = ("yelp", "gyafc")
 SPLITS = ("test", "dev")
-GYAFC_DIRECTIONS = ("both", "informal-to-formal", "formal-to-informal")  # as tasks.style_data (not imported:
+GYAFC_DIRECTIONS = ("both", "informal-to-formal", "formal-to-informal")  # as tasks.style.style_data (not imported:
 # it pulls in torch, and `salora transfer --help` must start fast)
 # The instruction per target style, worded as the benchmark's zero-shot script words them.
 INSTRUCTIONS = {
@@ -61,7 +61,7 @@ class TransferConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "Most tokens generated per rewrite"})
     stop_at_answer_end: bool = field(default=True, metadata={"help": (
         "End a rewrite (a beam) once the answer cut cannot change any more: '###', a line of content and a "
-        "newline, or a sentence more than the cut keeps (tasks.zero_shot); off: only EOS or max_new_tokens")})
+        "newline, or a sentence more than the cut keeps (tasks.instruct.zero_shot); off: only EOS or max_new_tokens")})
     batch_size: int = field(default=16, metadata={"help": "Prompts generated together (left-padded)"})
     seed: int = field(default=0, metadata={"help": "Seed (matters only with --do-sample)"})
     style_scoring: bool = field(default=True, metadata={"help": (

@@ -33,7 +33,7 @@ from salora.errors import SaloraError
 
 DEFAULT_FILE = "alpaca_data.json"
 FAMILY_FOLDER = "instruct"  # under a data root ($SALORA_DATA, ../shared/data)
-PROJECT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PROJECT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REQUIRED_FIELDS = ("instruction", "output")
 # Only letters "no input" with nothing but spaces and punctuation around them: "<noinput>", "No Input.",
 # '"<noinput>"'. A list such as "[3, 4, <noinput>]" is real input and stays.

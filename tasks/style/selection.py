@@ -11,7 +11,7 @@ on word unigrams and bigrams of the training pool, uniform class prior) assigns 
 and self_bleu (against the source) rewards keeping the content. Copying scores low on the first,
 ignoring the source low on the second.
 
-This classifier is deliberately separate from the evaluation classifier (tasks/style_classifier.py,
+This classifier is deliberately separate from the evaluation classifier (tasks/style/style_classifier.py,
 salora_cli/transfer/style_scoring.py: MiniLM-L6 behind the reported "accuracy"), which is never used for
 training, checkpoint selection or decoding: selecting on the reported metric would overfit it.
 """

@@ -1,13 +1,13 @@
 """Text style transfer with causal LMs: "style/yelp" (sentiment) and "style/gyafc" (formality).
 
 Both tasks fine-tune a decoder-only LM on prompt → rewrite (tasks.prompts) and evaluate by generating
-rewrites (tasks.generation) and scoring them (tasks.style_metrics).
+rewrites (tasks.generation) and scoring them (tasks.style.style_metrics).
 
-- Yelp is non-parallel: training uses delete-and-retrieve (Li et al. 2018; tasks.markers, tasks.retrieval).
+- Yelp is non-parallel: training uses delete-and-retrieve (Li et al. 2018; tasks.style.markers, tasks.style.retrieval).
   Each training sentence x of style s becomes prompt(content(x) with slots, own deleted words, s) → x.
   Test: prompt(content(x) with slots, words retrieved for 1 - s, 1 - s), decoded without the source's
   deleted style words, scored with BLEU against the one human rewrite. Dev (sentiment.dev.*, no human
-  rewrites) is transferred the same way and scored for checkpoint selection only (tasks.selection:
+  rewrites) is transferred the same way and scored for checkpoint selection only (tasks.style.selection:
   "selection_score" = sqrt(word-count classifier accuracy × self-BLEU), so copying does not win).
   `dev_selection: reconstruction` restores the old proxy (rebuild x in its own style, BLEU against x).
 - GYAFC is parallel: prompt(x, target style) → its rewrite; tune (dev) and test are scored against the
@@ -16,7 +16,7 @@ rewrites (tasks.generation) and scoring them (tasks.style_metrics).
 Settings are attributes with defaults (set them, or pass them to `configure`, before `load_splits`):
 Yelp `train_pool`, the recipe's YELP_DEFAULTS (`content_slots`, `retrieve_markers`,
 `block_source_markers`, `train_balance`, `train_drop_fallback`, `dev_selection`) and the content step's
-`marker_*` options (tasks.markers.CONTENT_DEFAULTS: `marker_threshold`, `marker_smoothing`,
+`marker_*` options (tasks.style.markers.CONTENT_DEFAULTS: `marker_threshold`, `marker_smoothing`,
 `marker_max_n`, `marker_normalize`, `marker_min_count`, `marker_negation`, `marker_trim`,
 `marker_fallback`, `marker_clitics`, `marker_select`); GYAFC `domain`, `direction`; both
 `max_new_tokens`, `num_beams`, `style_classifier`, `fluency_lm`.
@@ -24,10 +24,10 @@ Yelp `train_pool`, the recipe's YELP_DEFAULTS (`content_slots`, `retrieve_marker
 `eval_split` is "dev" (evaluated during training); the final evaluation uses `final_eval_split`
 ("test"). `main_metric` picks the best checkpoint: GYAFC "bleu" (against the tune references); Yelp
 "selection_score" (or "bleu" of reconstruction). The evaluation classifier ("accuracy", "g_score";
-tasks.style_classifier) is attached only for the final test scoring and is never used for training,
+tasks.style.style_classifier) is attached only for the final test scoring and is never used for training,
 selection or decoding. `evaluate` keeps its generations in `last_outputs` for the runner to save.
 
-BLEU (tasks.style_metrics.corpus_bleu, sacrebleu 13a): Yelp lower-cases and applies `yelp_normalize`
+BLEU (tasks.style.style_metrics.corpus_bleu, sacrebleu 13a): Yelp lower-cases and applies `yelp_normalize`
 to outputs, references and sources first (the human rewrites are untokenised and cased, the sentences
 tokenised and lower-cased); GYAFC is scored case-sensitively on the raw text. Copying the source gives
 BLEU 31.4 on the Yelp test set this way (28.9 without the normalisation).
@@ -43,14 +43,14 @@ import torch
 from salora.errors import SaloraError
 from tasks.base import Example, Task, register
 from tasks.generation import first_token_in_text, generate_texts
-from tasks.markers import CONTENT_DEFAULTS, Deletion, delete, extract_markers
+from tasks.style.markers import CONTENT_DEFAULTS, Deletion, delete, extract_markers
 from tasks.prompts import SLOT, build_prompt, build_training_features, collate_features
-from tasks.retrieval import MarkerRetriever
-from tasks.selection import WordCountStyleClassifier, selection_score
-from tasks.style_data import (GYAFC_DOMAINS, GYAFC_LAYOUT, GYAFC_STYLES, YELP_STYLES, check_direction,
+from tasks.style.retrieval import MarkerRetriever
+from tasks.style.selection import WordCountStyleClassifier, selection_score
+from tasks.style.style_data import (GYAFC_DOMAINS, GYAFC_LAYOUT, GYAFC_STYLES, YELP_STYLES, check_direction,
                               find_gyafc_domain_dir, find_yelp_dir, make_example, read_gyafc_split,
                               read_yelp_labelled, read_yelp_pool, read_yelp_test, resolve_gyafc_domain, subsample)
-from tasks.style_metrics import (Normalizer, corpus_bleu, g_score, perplexity, self_bleu, style_accuracy,
+from tasks.style.style_metrics import (Normalizer, corpus_bleu, g_score, perplexity, self_bleu, style_accuracy,
                                  yelp_normalize)
 
 
@@ -76,7 +76,7 @@ class StyleTask(Task):
         self.style_classifier: Callable[[list[str]], list[int]] | None = None
         # (model, tokenizer) of a causal LM; enables "perplexity" of the outputs.
         self.fluency_lm: tuple[torch.nn.Module, Any] | None = None
-        # The checkpoint-selection classifier (tasks.selection), never the evaluation classifier above;
+        # The checkpoint-selection classifier (tasks.style.selection), never the evaluation classifier above;
         # enables "selection_accuracy" and "selection_score".
         self.selection_classifier: Callable[[list[str]], list[int]] | None = None
         self.last_outputs: list[dict[str, Any]] = []
@@ -184,7 +184,7 @@ class StyleTask(Task):
         return metrics
 
     def classifier_data(self, data_dir: str | None, *, seed: int = 0) -> tuple[list[Example], list[Example]]:
-        """(train, held-out) examples the evaluation classifier (tasks.style_classifier) learns from."""
+        """(train, held-out) examples the evaluation classifier (tasks.style.style_classifier) learns from."""
         splits = self.load_splits(data_dir, seed=seed)
         return splits["train"], splits["dev"]
 
@@ -217,7 +217,7 @@ YELP_DEFAULTS: dict[str, Any] = {
     "block_source_markers": True,  # decoding may not start a source style word it deleted (tasks.generation)
     "train_balance": True,  # as many negative as positive training sentences
     "train_drop_fallback": True,  # train only on sentences whose markers removed something
-    "dev_selection": "transfer",  # dev score: "transfer" (tasks.selection) or "reconstruction" (BLEU of x)
+    "dev_selection": "transfer",  # dev score: "transfer" (tasks.style.selection) or "reconstruction" (BLEU of x)
 }
 DEV_SELECTIONS = ("transfer", "reconstruction")
 
@@ -234,10 +234,10 @@ class YelpStyleTask(StyleTask):
                 + tuple(f"marker_{k}" for k in CONTENT_DEFAULTS))
 
     def __init__(self, **options: Any) -> None:
-        self.train_pool = "shen2017-test"  # see tasks.style_data.YELP_TRAIN_POOLS
+        self.train_pool = "shen2017-test"  # see tasks.style.style_data.YELP_TRAIN_POOLS
         for key, value in YELP_DEFAULTS.items():
             setattr(self, key, value)
-        for key, value in CONTENT_DEFAULTS.items():  # marker_threshold, marker_fallback, ... (tasks.markers)
+        for key, value in CONTENT_DEFAULTS.items():  # marker_threshold, marker_fallback, ... (tasks.style.markers)
             setattr(self, f"marker_{key}", value)
         self.markers: dict[int, frozenset] = {}
         super().__init__(**options)

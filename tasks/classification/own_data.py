@@ -10,7 +10,7 @@ training file and a changed file cannot silently remap the classes.
 
 Text columns: given, else the first GLUE-like names a file has (sentence1+sentence2, question+sentence,
 question+passage, sentence, text), else its first two text columns (one if it has one), as the
-transformers text-classification example does. Labels: tasks/own_labels.py. Metrics: accuracy, macro-F1
+transformers text-classification example does. Labels: tasks/classification/own_labels.py. Metrics: accuracy, macro-F1
 (and Matthews correlation for two classes) beside the majority-class baseline; for regression Pearson,
 Spearman and RMSE beside the RMSE of always answering the mean.
 """
@@ -27,9 +27,9 @@ import torch
 from salora.errors import SaloraError
 from tasks import metrics as M
 from tasks.base import Example, register, single_class, subset
-from tasks.own_labels import (CLASS_KINDS, KIND_NAMES, REGRESSION_KINDS, LabelColumn, label_name,
+from tasks.classification.own_labels import (CLASS_KINDS, KIND_NAMES, REGRESSION_KINDS, LabelColumn, label_name,
                               ordered_classes, parse_cell, read_labels, value_kind)
-from tasks.sequence_classification import SequenceClassificationTask
+from tasks.classification.sequence_classification import SequenceClassificationTask
 from tasks.tables import Table, check_format, read_table
 
 # Checked in this order: a pair first, so a QNLI-like file (question, sentence) is not read as one sentence.
@@ -339,7 +339,7 @@ def _require(table: Table, column: str, what: str, fix: str) -> None:
 
 def _is_text_column(table: Table, column: str) -> bool:
     """Whether a column holds text: some value that is a string and does not spell a number or a boolean
-    (the label rules, tasks/own_labels.py)."""
+    (the label rules, tasks/classification/own_labels.py)."""
     return any(isinstance(parse_cell(row.get(column), table.typed), str) for row in table.rows)
 
 

@@ -1,6 +1,6 @@
 """Instruction tuning of a causal LM on Alpaca-format data: "instruct/alpaca".
 
-Each record becomes alpaca_prompt(instruction, input) (tasks.alpaca_template) followed by its output
+Each record becomes alpaca_prompt(instruction, input) (tasks.instruct.alpaca_template) followed by its output
 and EOS; the loss covers the output tokens and EOS only (labels -100 on the prompt and on padding).
 
 Cutoff (`train.max_length`, tokens, BOS included): the prompt is always kept whole and the response
@@ -8,7 +8,7 @@ is cut at its end to fit (EOS is then cut too); a record whose prompt alone leav
 response token is dropped. `fit_to_length` applies the rule to the train and dev slices once the
 tokenizer is known, and both counts (dropped, truncated) go into the run's metrics.json (`data`).
 
-Splits: the usable records (tasks.instruct_data: empty outputs skipped, placeholder inputs removed,
+Splits: the usable records (tasks.instruct.instruct_data: empty outputs skipped, placeholder inputs removed,
 both counted) are split once into a held-out dev slice of `dev_size` records, drawn with `dev_seed`
 (not the run's seed: every method and seed is judged on the same slice and never trains on it), and
 the train records, the rest; `max_train_samples` draws a seeded subset of those with the run's seed.
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from salora.errors import SaloraError
-from tasks.alpaca_template import alpaca_prompt
+from tasks.instruct.alpaca_template import alpaca_prompt
 from tasks.base import Example, Task, register, subset
-from tasks.instruct_data import InstructData, find_instruct_file, read_hub_dataset, read_instruct_file
+from tasks.instruct.instruct_data import InstructData, find_instruct_file, read_hub_dataset, read_instruct_file
 from tasks.prompts import IGNORE_INDEX, collate_features, continuation_ids, prompt_ids
 
 # Task options (task_options.<name>) and their defaults.
@@ -121,7 +121,7 @@ class InstructTask(Task):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from tasks.models import load_pretrained
-        from tasks.style import prepare_tokenizer
+        from tasks.style.style import prepare_tokenizer
 
         tokenizer = load_pretrained(AutoTokenizer, model_ref)
         if tokenizer.eos_token_id is None:

@@ -1,12 +1,12 @@
 """Scores of a set of rewrites, overall and per direction (source style → target style).
 
 Per block: "n"; "bleu" against the human references and "self_bleu" against the sources
-(tasks.style_metrics.corpus_bleu with the task's normalisation: Yelp lower-cases and tokenises clitics
+(tasks.style.style_metrics.corpus_bleu with the task's normalisation: Yelp lower-cases and tokenises clitics
 and punctuation on every side, GYAFC lower-cases, both with sacrebleu's 13a tokeniser); with a style
 classifier "accuracy" (share of rewrites it assigns to the target style) and "g_score" = √(accuracy ×
 BLEU); with a fluency LM "perplexity" of the rewrites, "perplexity_sources", "perplexity_references"
 (every reference of every source) and "perplexity_ratio" = rewrites / references; and the shares of
-tasks.output_checks ("share_empty", "share_echo", "share_refusal", "share_comment", "share_loop",
+tasks.instruct.output_checks ("share_empty", "share_echo", "share_refusal", "share_comment", "share_loop",
 "share_off_task", "share_rewrite").
 
 Fluency compares like with like: rewrites, sources and references all pass through `plain_text` first
@@ -21,8 +21,8 @@ import math
 import re
 from typing import Any, Callable, Sequence
 
-from tasks.output_checks import outcome_shares
-from tasks.style_metrics import (Normalizer, corpus_bleu, g_score, pooled_perplexity, self_bleu, style_accuracy,
+from tasks.instruct.output_checks import outcome_shares
+from tasks.style.style_metrics import (Normalizer, corpus_bleu, g_score, pooled_perplexity, self_bleu, style_accuracy,
                                  text_nlls, yelp_normalize)
 
 _ATTACH_CLITIC = re.compile(r" (n't|'s|'re|'m|'ve|'ll|'d)\b")

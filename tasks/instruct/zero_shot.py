@@ -1,6 +1,6 @@
 """Zero-shot style transfer with an instruction-following LM: the prompt, and the answer cut.
 
-The model sees the Alpaca template (tasks.alpaca_template) with a fixed instruction per target style
+The model sees the Alpaca template (tasks.instruct.alpaca_template) with a fixed instruction per target style
 (the recorded defaults live in salora_cli.transfer.transfer_config) and the lower-cased source as the input; it
 is never trained on the style data.
 
@@ -18,7 +18,7 @@ tokens are never decoded, so the template cannot be echoed back into the answer)
 6. one pair of quotes around what is left is dropped when the source is not quoted itself (the model
    quoting its rewrite; sources and references carry no such quotes).
 Nothing else is removed: a lead-in such as "Here is the rewritten sentence:" stays in the answer and is
-counted as off-task (tasks.output_checks), since a reader would see it.
+counted as off-task (tasks.instruct.output_checks), since a reader would see it.
 
 `answer_complete` says when generating more cannot change the cut (a "###", a line of content ended by
 a newline, or one sentence more than the cut keeps has begun): tasks.generation stops a row there.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from tasks.alpaca_template import alpaca_prompt
+from tasks.instruct.alpaca_template import alpaca_prompt
 
 ANSWER_END_MARKS = ("###",)  # where the template's next block would start
 FIELD_LABEL = re.compile(r"^(?:response|output|answer|rewrite|rewritten)\s*:\s*", re.IGNORECASE)

@@ -45,7 +45,7 @@ keep (see the script's docstring for the measures).
 Training on non-parallel data then teaches "content + style → sentence" with the sentence's own style
 (reconstruction); at test time the content of a source is paired with the opposite style.
 `delete` returns the whole outcome as a `Deletion`: the content with or without a slot mark per run
-of deleted words, the deleted runs themselves (the words delete-and-retrieve lists, tasks.retrieval),
+of deleted words, the deleted runs themselves (the words delete-and-retrieve lists, tasks.style.retrieval),
 and whether the markers removed anything or only the fallback did (`style/yelp` does not train on
 the latter: they teach copying).
 """

@@ -1,4 +1,4 @@
-"""The Alpaca prompt template (Taori et al. 2023), shared by instruction tuning (tasks.instruct) and
+"""The Alpaca prompt template (Taori et al. 2023), shared by instruction tuning (tasks.instruct.instruct) and
 zero-shot transfer: a model is prompted at test time exactly as it was trained.
 
 Two forms: with an input (the instruction plus the text it applies to) and without one. The prompt

@@ -62,7 +62,7 @@ from salora.errors import SaloraError
 from tasks.models import hub_endpoint, hub_unavailable
 from tasks import metrics as M
 from tasks.base import Example, register, single_class
-from tasks.sequence_classification import SequenceClassificationTask
+from tasks.classification.sequence_classification import SequenceClassificationTask
 from tasks.utf8 import first_non_utf8_line
 
 HUB_DATASET = "nyu-mll/glue"

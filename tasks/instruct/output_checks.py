@@ -2,7 +2,7 @@
 
 Each check looks at one (cut) rewrite and its source; `check_output` gives every verdict at once, and
 `outcome` the single label a table counts (the first that applies, in this order):
-- "empty": nothing left after the answer cut (tasks.zero_shot.cut_answer).
+- "empty": nothing left after the answer cut (tasks.instruct.zero_shot.cut_answer).
 - "echo": the source unchanged: the same words after `words` (lower-cased, clitics and punctuation split
   as in the Yelp release, punctuation tokens dropped), so "The food was great" echoes "the food was great ."
 - "refusal": a phrase from REFUSAL_PHRASES ("i'm sorry", "as an ai", "i cannot", ...).
@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tasks.style_metrics import yelp_normalize
+from tasks.style.style_metrics import yelp_normalize
 
 REFUSAL_PHRASES = (
     "i'm sorry", "i am sorry", "i apologize", "as an ai", "language model", "i cannot", "i can't",

@@ -5,7 +5,7 @@ A binary single-sentence classifier over the style task's own data: label = styl
 task's training data (`classifier_data`: Yelp's whole pool as read, GYAFC's train split),
 held-out accuracy from its dev split (Yelp sentiment.dev.*, GYAFC tune/), so the classifier never
 sees a test sentence. It is the evaluation classifier: only the final test scoring uses it, never
-training, checkpoint selection or decoding (Yelp selects with tasks.selection's word-count
+training, checkpoint selection or decoding (Yelp selects with tasks.style.selection's word-count
 classifier instead). Batching, model head and accuracy are SST-2's
 (a single-sentence binary GLUE task), reused rather than rewritten.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from tasks.base import Example, Task, register
-from tasks.glue import GLUE_SPECS, GlueTask
-from tasks.style_data import subsample
+from tasks.classification.glue import GLUE_SPECS, GlueTask
+from tasks.style.style_data import subsample
 
 
 class StyleClassifierTask(Task):
