@@ -128,14 +128,6 @@ class RunRecord:
         return head if head in ("glue", "style", "instruct", "transfer") else "other"
 
     @property
-    def short_task(self) -> str:
-        return self.task.split("/", 1)[1] if "/" in self.task else self.task
-
-    @property
-    def ranks_path(self) -> Path:
-        return self.path / RANKS_FILE
-
-    @property
     def generations_path(self) -> Path:
         return self.path / GENERATIONS_FILE
 

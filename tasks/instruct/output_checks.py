@@ -111,10 +111,6 @@ class OutputCheck:
     loop: bool
 
     @property
-    def off_task(self) -> bool:
-        return bool(self.refusal or self.comment or self.label or self.loop)
-
-    @property
     def outcome(self) -> str:
         """The one label a table counts: the first that applies in OUTCOMES' order."""
         for name in OUTCOMES[:-1]:
