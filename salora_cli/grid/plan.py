@@ -309,8 +309,8 @@ def assumptions(plan: Plan) -> list[str]:
     from salora_cli.grid.plan_data import CHARS_PER_TOKEN
 
     gpu, cpu = cm.REFERENCE_GPU, cm.REFERENCE_CPU
-    lines = [f"cost model (salora_cli/grid/cost_model.py): training ≈ 6·N FLOPs a token for full fine-tuning, ≈ 4·N "
-             f"with the base frozen, plus attention; GPU-h on {gpu.name} at {gpu.small_model_utilisation:.0%} "
+    lines = [f"cost model (salora_cli/grid/cost_model.py): training ≈ 6·N FLOPs a token for full fine-tuning, "
+             f"≈ 4·N with the base frozen, plus attention; GPU-h on {gpu.name} at {gpu.small_model_utilisation:.0%} "
              f"utilisation (models under 1B), {gpu.large_model_utilisation:.0%} (7B), {gpu.decode_utilisation:.0%} "
              f"while generating; CPU-h on {cpu.name} at {cpu.small_model_utilisation:.0%}; tokens: "
              f"{CHARS_PER_TOKEN:g} characters a token, batches padded to their longest unless grouped by length",

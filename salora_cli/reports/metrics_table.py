@@ -389,8 +389,8 @@ class MetricsReport:
                            caption=("test split; Acc by the runner's own classifier; PPL under the base LM without "
                                     "adapter, rewrites, sources and references all lower-cased running text; "
                                     "shares of empty rewrites, echoes of the source and off-task text (comments, "
-                                    "refusals, loops; tasks/instruct/output_checks.py); Gen s / 1k: generation seconds per "
-                                    "1,000 sentences"))
+                                    "refusals, loops; tasks/instruct/output_checks.py); Gen s / 1k: generation "
+                                    "seconds per 1,000 sentences"))
         for i, row in enumerate(rows):
             if i and row.task != rows[i - 1].task:
                 section.breaks.add(len(section.rows) - 1)
