@@ -34,7 +34,7 @@ def sst2_batch() -> dict[str, torch.Tensor] | None:
     if not (glue_dir() / "SST-2" / "train.tsv").exists():
         return None
     import tasks
-    from salora_cli.batching import LengthGroupedSampler
+    from salora_cli.run.batching import LengthGroupedSampler
     from tasks.models import load_pretrained, resolve_model
     from transformers import AutoTokenizer
 

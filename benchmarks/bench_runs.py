@@ -45,10 +45,11 @@ from rich.console import Console  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from salora_cli import atomic, rng as rng_states, run_dir as rd  # noqa: E402
-from salora_cli import config as cfgmod  # noqa: E402
-from salora_cli.errors import SaloraError  # noqa: E402
-from salora_cli.train import Trainer  # noqa: E402
+from salora_cli.core import atomic, run_dir as rd  # noqa: E402
+from salora_cli.run import rng as rng_states  # noqa: E402
+from salora_cli.core import config as cfgmod  # noqa: E402
+from salora_cli.core.errors import SaloraError  # noqa: E402
+from salora_cli.run.train import Trainer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_step import quiet_loading  # noqa: E402

@@ -65,7 +65,7 @@ def cases(device: torch.device, smoke: bool) -> list[Case]:
         return [Case("RoBERTa shape (tiny, smoke)", "roberta", SMALL, {**glue, "r_init": 4, "budget": 2}, 2, 8, 32),
                 Case("LLaMA shape (tiny, smoke)", "llama", {**SMALL, "num_key_value_heads": 2},
                      {**instruct, "r_init": 4, "budget": 2}, 2, 8, 32)]
-    from salora_cli.model_specs import SPECS
+    from salora_cli.grid.model_specs import SPECS
 
     total_gb = torch.cuda.get_device_properties(device).total_memory / 1e9 if device.type == "cuda" else 0
     llama = (("LLaMA-7B shape", SPECS["huggyllama/llama-7b"].config_sizes()) if total_gb >= LLAMA_7B_NEEDS_GB
@@ -78,7 +78,7 @@ def cases(device: torch.device, smoke: bool) -> list[Case]:
 def sst2_batches(tokenizer, case: Case, count: int, device: torch.device) -> list[dict]:
     """`count` batches of real SST-2 training sentences (evenly spaced through the file, so both labels
     and every length occur), tokenised as the runner does (padded to the batch's longest)."""
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     train = get_glue_task("sst2").load_splits(str(glue_dir()), splits=("train",))["train"]
     step = max(1, len(train) // (count * case.batch))

@@ -1,4 +1,4 @@
-"""What the Yelp content step (marker deletion, tasks.markers) leaves of the evaluated sentences.
+"""What the Yelp content step (marker deletion, tasks.style.markers) leaves of the evaluated sentences.
 
 No model is run: markers are learned from the task's training pool exactly as `style/yelp` does
 (`YelpStyleTask.build_markers`), and applied to the 1,000 test sources and the 4,000 dev sentences.
@@ -40,10 +40,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.markers import content_mask, count_ngrams  # noqa: E402
-from tasks.style import YelpStyleTask  # noqa: E402
-from tasks.style_data import find_yelp_dir, read_yelp_labelled, read_yelp_pool, read_yelp_test  # noqa: E402
-from tasks.style_metrics import yelp_normalize  # noqa: E402
+from tasks.style.markers import content_mask, count_ngrams  # noqa: E402
+from tasks.style.style import YelpStyleTask  # noqa: E402
+from tasks.style.style_data import find_yelp_dir, read_yelp_labelled, read_yelp_pool, read_yelp_test  # noqa: E402
+from tasks.style.style_metrics import yelp_normalize  # noqa: E402
 
 PAPER = {"marker_threshold": 15.0, "marker_smoothing": 1.0, "marker_max_n": 4, "marker_normalize": False,
          "marker_min_count": 1, "marker_negation": None, "marker_trim": None, "marker_fallback": None,

@@ -1,3 +1,3 @@
-from salora_cli.cli import main
+from salora_cli.cli.cli import main
 
 main()

@@ -28,7 +28,7 @@ class Task:
     # A held-out split with references, scored once with the final model (style transfer: "test").
     final_eval_split: str | None = None
     # Whether the final scoring uses scorer models the runner provides (a style classifier and a
-    # fluency LM, salora_cli.style_scoring), handed over through `configure`.
+    # fluency LM, salora_cli.transfer.style_scoring), handed over through `configure`.
     uses_scorer_models: bool = False
     # Set by `score`: the one class every prediction fell in, if just one (a degenerate classifier).
     last_single_class: str | None = None

@@ -9,7 +9,7 @@ of token length, which wastes little compute on padding; results come back in th
 source's deleted style words, so the model cannot put the source sentiment back); a LogitsProcessor
 applies them row by row, so batching still changes nothing.
 
-Zero-shot transfer (salora_cli.transfer) uses three more knobs: `options` (further GenerationConfig
+Zero-shot transfer (salora_cli.transfer.transfer) uses three more knobs: `options` (further GenerationConfig
 fields, e.g. do_sample and its temperature / top-p / top-k), `stop_when` (a test on a prompt's text so
 far that ends its row, or its beam, e.g. once the answer cut can no longer change: the rest would be
 generated for nothing) and `clean` (None returns the decoded continuation as it is, for a cut that

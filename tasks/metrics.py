@@ -1,6 +1,6 @@
 """Metrics as small pure functions, every one returned as a percentage (x100) Python float except the
-RMSEs (in the labels' units). GLUE uses the first five; own data (tasks/own_data.py) adds macro-F1, RMSE and
-the constant-answer baselines.
+RMSEs (in the labels' units). GLUE uses the first five; own data (tasks/classification/own_data.py) adds
+macro-F1, RMSE and the constant-answer baselines.
 
 Which metric is reported per task follows the LoRA (Hu et al. 2021) / AdaLoRA (Zhang et al. 2023)
 GLUE tables; the *main* metric (first) picks the best checkpoint and enters the GLUE average:

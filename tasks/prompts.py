@@ -15,7 +15,7 @@ reads as "fill the slots in the target style", not "continue the sentence", whic
 shown only the remaining words learned (it copied them). "___" occurs nowhere in the Yelp data and is
 one token in SmolLM2's tokenizer (" ___"). The Words line lists the style words to put into the
 slots: in training the sentence's own deleted words, at test time words retrieved for the target
-style (tasks.retrieval).
+style (tasks.style.retrieval).
 
 Training and generation tokenise the prompt identically (`prompt_ids`), so the model is trained on
 exactly the prefix it later generates from. The loss covers only the rewrite tokens and EOS.

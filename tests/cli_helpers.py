@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from salora_cli import cli
+from salora_cli.cli import cli
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

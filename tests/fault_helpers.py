@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-PRELOAD = ["torch", "transformers", "salora_cli.cli", "salora_cli.train", "tasks.glue", "tasks.style",
-           "tasks.style_classifier", "transformers.models.bert.modeling_bert",
+PRELOAD = ["torch", "transformers", "salora_cli.cli.cli", "salora_cli.run.train", "tasks.classification.glue",
+           "tasks.style.style", "tasks.style.style_classifier", "transformers.models.bert.modeling_bert",
            "transformers.models.auto.modeling_auto"]
 
 
@@ -53,7 +53,8 @@ def _child(argv: list[str], env: dict, log: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     torch.set_num_threads(1)  # every run the same, so results compare bit for bit
-    from salora_cli import cli, faults
+    from salora_cli.cli import cli
+    from salora_cli.core import faults
 
     importlib.reload(faults)  # SALORA_FAULT is read at import: this process's value
     sys.argv = ["salora", *argv]

@@ -5,8 +5,8 @@ import json
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES
-from salora_cli.ablations import load_profile, plan
-from salora_cli.config import build_config
+from salora_cli.grid.ablations import load_profile, plan
+from salora_cli.core.config import build_config
 
 PROFILE = FIXTURES / "ablations_tiny.yaml"
 
@@ -67,8 +67,8 @@ def test_profile_without_the_reference_variant_is_refused(tmp_path, capsys):
 
 
 def test_a_one_class_checkpoint_is_marked_in_the_summary(tmp_path):
-    from salora_cli.ablations import run_summary
-    from salora_cli.config import build_config, to_yaml
+    from salora_cli.grid.ablations import run_summary
+    from salora_cli.core.config import build_config, to_yaml
 
     run = tmp_path / "run"
     run.mkdir()

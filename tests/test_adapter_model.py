@@ -12,7 +12,7 @@ from salora.budget import BudgetController
 from salora.config import AdapterConfig
 from salora.io import export_peft, load_adapter, save_adapter
 from salora.model import attach_adapters as attach  # the AdapterSet alone (no step handle)
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tiny_models import logits, tiny, tokens
 
 EXPECTED_PER_LAYER = {

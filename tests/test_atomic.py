@@ -5,7 +5,7 @@ import json
 import multiprocessing as mp
 from pathlib import Path
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 
 
 def _writer(path: str, tag: int, rounds: int) -> None:

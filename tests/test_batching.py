@@ -1,7 +1,7 @@
 """Length-grouped batches: every example once per epoch, little padding, seeded and epoch-dependent."""
 import random
 
-from salora_cli.batching import LengthGroupedSampler
+from salora_cli.run.batching import LengthGroupedSampler
 
 
 def _batches(sampler, batch_size):

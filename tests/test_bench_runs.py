@@ -13,8 +13,8 @@ from rich.console import Console
 
 from conftest import ROOT
 from fault_helpers import make_small_glue, make_tiny_model
-from salora_cli import config as cfgmod
-from salora_cli.train import Trainer
+from salora_cli.core import config as cfgmod
+from salora_cli.run.train import Trainer
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_runs import SteppedRun  # noqa: E402

@@ -16,9 +16,9 @@ import pytest
 from cli_helpers import assert_clean_error, run_cli
 from conftest import ROOT
 from salora.config import AdapterConfig
-from salora_cli import cli
-from salora_cli.cli_options import config_flags
-from salora_cli.config import RunConfig, TrainConfig
+from salora_cli.cli import cli
+from salora_cli.cli.cli_options import config_flags
+from salora_cli.core.config import RunConfig, TrainConfig
 from test_reports import bert_ranks, write_run
 
 SCALARS = (bool, int, float, str)
@@ -172,7 +172,7 @@ def test_version(capsys):
 
 HELP_SCRIPT = """
 import sys
-from salora_cli import cli
+from salora_cli.cli import cli
 for args in (["--help"], ["train", "glue", "--help"], ["train", "style", "--help"], ["eval", "--help"]):
     print("=== " + " ".join(args))
     sys.argv = ["salora", *args]
@@ -291,7 +291,7 @@ def test_finished_resume_writes_nothing(tmp_path, capsys, monkeypatch):
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
     monkeypatch.delenv("SALORA_DATA", raising=False)
-    from salora_cli import run_dir as rd
+    from salora_cli.core import run_dir as rd
 
     monkeypatch.setattr(rd, "check", lambda *a, **k: None)
     code, out, err = run_cli(["train", "glue", "--task", "sst2", "--out", run, "--resume"], capsys)

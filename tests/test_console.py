@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from salora_cli.console import RunConsole
+from salora_cli.core.console import RunConsole
 
 LINE = ("  step 26: 9 components removed since the last report (closed gates) · total rank 294 "
         "· and more words so that the line is well over eighty columns long")
@@ -22,6 +22,6 @@ def test_a_terminal_still_wraps_at_its_width():
 
 
 def test_the_cli_and_the_loop_use_it():
-    from salora_cli import cli
+    from salora_cli.cli import cli
 
     assert isinstance(cli.console, RunConsole) and isinstance(cli.err_console, RunConsole)

@@ -11,8 +11,8 @@ from rich.console import Console
 from torch.profiler import ProfilerActivity, profile
 
 from fault_helpers import make_small_glue, make_tiny_model
-from salora_cli import config as cfgmod
-from salora_cli.train import Trainer
+from salora_cli.core import config as cfgmod
+from salora_cli.run.train import Trainer
 
 
 def _reads(steps) -> list:

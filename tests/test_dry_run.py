@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 from cli_helpers import run_cli
-from salora_cli.dry_run import DRY_STEPS, distinct_paths, features
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid.dry_run import DRY_STEPS, distinct_paths, features
+from salora_cli.grid.reproduce import load_profile, plan
 from conftest import ROOT
 
 PAPER = ROOT / "configs" / "reproduce" / "paper.yaml"

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from salora_cli import config as cfgmod
+from salora_cli.core import config as cfgmod
 from tiny_models import tiny, tokens
 
 
@@ -45,7 +45,7 @@ def _logits(model) -> torch.Tensor:
 @pytest.mark.parametrize("method", ["lora", "salora", "adalora", "bitfit"])
 def test_deberta_s_pooler_trains_and_is_saved(deberta_folder, tmp_path, method):
     from salora_cli.methods import build_method, load_method
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     cfg = cfgmod.build_config({"task": "glue/rte", "method": method, "model": str(deberta_folder),
                                "adapter": {"r_init": 2, "budget": 1}})
@@ -70,7 +70,7 @@ def test_deberta_s_pooler_trains_and_is_saved(deberta_folder, tmp_path, method):
 def test_the_head_is_all_that_is_new_for_a_checkpoint_with_its_pooler():
     """MiniLM (BERT) ships its pooler: only the classifier is new, so the cpu grid trains what it did."""
     from salora_cli.methods.base import head_modules
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     model, _ = get_glue_task("sst2").build_model("minilm-l6")
     assert head_modules(model) == ["classifier"]
@@ -96,7 +96,7 @@ def test_adalora_s_rank_trajectory_starts_at_r_init():
 
 
 def test_salora_eval_scores_a_mixed_precision_run_under_its_autocast():
-    from salora_cli.evaluation import run_precision
+    from salora_cli.run.evaluation import run_precision
 
     bf16 = cfgmod.build_config({"train": {"mixed_precision": "bf16"}})
     with run_precision(bf16):
@@ -106,8 +106,8 @@ def test_salora_eval_scores_a_mixed_precision_run_under_its_autocast():
 
 
 def test_a_transfer_finds_gyafc_under_salora_data(tmp_path, monkeypatch):
-    from salora_cli.transfer import load_examples
-    from salora_cli.transfer_config import TransferConfig
+    from salora_cli.transfer.transfer import load_examples
+    from salora_cli.transfer.transfer_config import TransferConfig
 
     (tmp_path / "gyafc").mkdir()
     (tmp_path / "gyafc" / "GYAFC_Corpus").symlink_to(FIXTURES / "gyafc" / "GYAFC_Corpus")
@@ -117,7 +117,7 @@ def test_a_transfer_finds_gyafc_under_salora_data(tmp_path, monkeypatch):
 
 
 def test_a_local_model_folder_names_its_runs_by_its_own_name():
-    from salora_cli.protocol import PlannedRun
+    from salora_cli.grid.protocol import PlannedRun
 
     def name(model: str) -> str:
         return PlannedRun("glue/sst2", "lora", 0, model, [], budget=8).folder_name
@@ -129,7 +129,7 @@ def test_a_local_model_folder_names_its_runs_by_its_own_name():
 def test_runs_of_two_precisions_share_one_process(tmp_path, shared_data):
     """accelerate keeps one mixed precision per process: a grid (or the suite) that ran an fp32 run
     stopped at its first bf16 run ("AcceleratorState has already been initialized")."""
-    from salora_cli.train import Trainer
+    from salora_cli.run.train import Trainer
 
     for precision in ("no", "bf16"):
         cfg = cfgmod.build_config({"task": "glue/sst2", "method": "lora", "model": "minilm-l6",

@@ -3,7 +3,7 @@ an evaluation, one of two DDP processes) and resumed ends bit for bit where the 
 ends; a failed write (full disk, unwritable folder) stops it with one line and keeps every file
 written before; a non-finite loss stops it cleanly.
 
-Kill points come from SALORA_FAULT (salora_cli/faults.py); the runs are real `salora` processes
+Kill points come from SALORA_FAULT (salora_cli/core/faults.py); the runs are real `salora` processes
 started by fault_helpers.Launcher, on a tiny BERT, 24 steps each.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from cli_helpers import QUICK, assert_clean_error, run_cli
 from fault_helpers import Launcher, make_small_glue, make_tiny_model
 from salora import files
-from salora_cli import atomic
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic
+from salora_cli.core.errors import SaloraError
 
 # 64 examples, batch 8: 8 steps an epoch, 24 steps. Checkpoints every 2 steps, evaluations every 4;
 # components are removed from step ~5 on (prune_every 1, ramp to 40 %), the structure freezes at 18.

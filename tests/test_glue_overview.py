@@ -346,7 +346,7 @@ def test_results_rebuilt_from_run_folders_alone(tmp_path, monkeypatch):
     states the verdicts. No training: the folders are written here."""
     from rich.console import Console
 
-    from salora_cli import reproduce
+    from salora_cli.grid import reproduce
     from salora_cli.reports import efficiency
 
     profile = tmp_path / "two.yaml"
@@ -415,6 +415,6 @@ def test_front_page_summary_only_for_the_projects_results(tmp_path):
 
 
 def reproduce_front_page(root: Path, results: Path) -> Path | None:
-    from salora_cli.reproduce import front_page_of
+    from salora_cli.grid.reproduce import front_page_of
 
     return front_page_of(results, root)

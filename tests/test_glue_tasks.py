@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import tasks
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks import metrics as M
 from tasks.base import Task
-from tasks.glue import GLUE_SPECS, GlueTask, get_glue_task
+from tasks.classification.glue import GLUE_SPECS, GlueTask, get_glue_task
 
 from conftest import FIXTURES
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import ROOT
 from fault_helpers import make_small_glue, make_tiny_model
-from salora_cli import atomic
+from salora_cli.core import atomic
 
 PROFILE = """name: twice
 description: two invocations at once
@@ -38,7 +38,7 @@ def test_a_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
     atomic.unlock(path, fd)
     assert not path.exists()
     # a holder killed outright leaves no stale claim: the kernel drops its lock
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from salora_cli import atomic; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from salora_cli.core import atomic; "
                                "atomic.try_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(path)],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert holder.stdout.readline().strip() == "held"

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
-from tasks.alpaca_template import alpaca_prompt
-from tasks.instruct import InstructTask, record_prompt, response_features
-from tasks.instruct_data import find_instruct_file, is_placeholder, read_instruct_file
+from salora_cli.core.errors import SaloraError
+from tasks.instruct.alpaca_template import alpaca_prompt
+from tasks.instruct.instruct import InstructTask, record_prompt, response_features
+from tasks.instruct.instruct_data import find_instruct_file, is_placeholder, read_instruct_file
 from tasks.prompts import IGNORE_INDEX, prompt_ids
 from tiny_instruct import FIXTURE, make_model, make_tokenizer
 

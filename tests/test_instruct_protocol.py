@@ -9,9 +9,9 @@ import yaml
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli.config import build_config
-from salora_cli.errors import SaloraError
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.core.config import build_config
+from salora_cli.core.errors import SaloraError
+from salora_cli.grid.reproduce import load_profile, plan
 from tiny_instruct import FIXTURE, save_tiny_llama, one_thread  # noqa: F401 (autouse fixture)
 
 

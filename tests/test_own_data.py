@@ -24,8 +24,8 @@ import yaml
 from cli_helpers import assert_clean_error, run_cli, run_cli_ok
 from conftest import ROOT, SHARED_DATA
 from fault_helpers import make_tiny_model
-from salora_cli.errors import SaloraError
-from tasks.own_data import OwnDataTask
+from salora_cli.core.errors import SaloraError
+from tasks.classification.own_data import OwnDataTask
 
 EXAMPLES = ROOT / "examples"
 TRAIN, DEV, NEW = (EXAMPLES / f"reviews_{name}.csv" for name in ("train", "dev", "new"))

@@ -10,15 +10,15 @@ import pytest
 
 from cli_helpers import run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import protocol
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid import protocol
+from salora_cli.grid.reproduce import load_profile, plan
 
 PROFILE = FIXTURES / "plan_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
 def tiny_plan(shared_data):
-    from salora_cli.plan import build_plan
+    from salora_cli.grid.plan import build_plan
 
     return build_plan(PROFILE, str(shared_data))
 
@@ -60,7 +60,7 @@ def test_totals_add_up(tiny_plan):
 
 
 def test_part_estimates_are_the_plans_parts(shared_data, tiny_plan):
-    from salora_cli.plan import part_estimates
+    from salora_cli.grid.plan import part_estimates
 
     estimates = part_estimates(PROFILE, str(shared_data))
     assert {k: round(v.cpu_hours, 9) for k, v in estimates.items()} == {
@@ -68,8 +68,8 @@ def test_part_estimates_are_the_plans_parts(shared_data, tiny_plan):
 
 
 def test_the_cost_model_s_arithmetic():
-    from salora_cli import cost_model as cm
-    from salora_cli.model_specs import SPECS
+    from salora_cli.grid import cost_model as cm
+    from salora_cli.grid.model_specs import SPECS
 
     roberta = SPECS["roberta-base"]
     # ≈ 6·N a token for full fine-tuning, ≈ 4·N for a frozen base (no adapter work, no context)
@@ -83,7 +83,7 @@ def test_the_cost_model_s_arithmetic():
 
 
 def test_a_batch_is_padded_to_its_expected_longest():
-    from salora_cli.plan import expected_batch_max
+    from salora_cli.grid.plan import expected_batch_max
 
     assert expected_batch_max([7, 7, 7], 32) == pytest.approx(7)
     assert expected_batch_max([1, 2, 3, 4], 1) == pytest.approx(2.5)  # one example: the mean
@@ -98,7 +98,7 @@ def test_stated_model_shapes_match_models_built_from_them():
 
     from salora.config import AdapterConfig
     from salora.model import find_targets
-    from salora_cli.model_specs import SPECS
+    from salora_cli.grid.model_specs import SPECS
 
     for s in SPECS.values():
         sizes = s.config_sizes()
@@ -115,9 +115,9 @@ def test_stated_model_shapes_match_models_built_from_them():
 
 
 def test_official_sizes_are_the_files_counts_where_the_files_are_here(shared_data):
-    from salora_cli.plan_data import OFFICIAL
-    from tasks.glue import get_glue_task
-    from tasks.instruct_data import read_instruct_file
+    from salora_cli.grid.plan_data import OFFICIAL
+    from tasks.classification.glue import get_glue_task
+    from tasks.instruct.instruct_data import read_instruct_file
 
     for task in ("glue/sst2", "glue/cola", "glue/mrpc", "glue/rte", "glue/stsb"):
         splits = get_glue_task(task).load_splits(str(shared_data / "glue"))
@@ -130,7 +130,7 @@ def test_official_sizes_are_the_files_counts_where_the_files_are_here(shared_dat
 
 def test_the_paper_plan_prints_in_seconds_without_a_model(shared_data):
     """No transformers import at all (so no model class is ever built), and a total line of its own."""
-    code = ("import sys, time; t = time.time(); from pathlib import Path; from salora_cli.plan import build_plan, "
+    code = ("import sys, time; t = time.time(); from pathlib import Path; from salora_cli.grid.plan import build_plan, "
             "total_line; plan = build_plan(Path('configs/reproduce/paper.yaml'), sys.argv[1]); "
             "print(total_line(plan)); print(round(time.time() - t, 1)); "
             "assert 'transformers' not in sys.modules, 'the plan imported transformers'")
@@ -151,7 +151,7 @@ def test_reproduce_plan_on_the_command_line(capsys, shared_data, monkeypatch):
     assert len(total) == 1 and total[0].startswith("total: 29 runs and 6 transfers, ")
     assert any("glue-mrpc_full_minilm-l6_seed1" in line for line in lines)
     assert any("not covered by --dry-run for smollm2-135m" in line for line in lines)
-    assert "not costed (no stated shapes in salora_cli/model_specs.py): some/unknown-model" in out
+    assert "not costed (no stated shapes in salora_cli/grid/model_specs.py): some/unknown-model" in out
     code, _, err = run_cli(["reproduce", "--profile", PROFILE, "--plan", "--dry-run"], capsys)
     assert code == 2 and "give one" in err
 
@@ -159,8 +159,8 @@ def test_reproduce_plan_on_the_command_line(capsys, shared_data, monkeypatch):
 def test_the_paper_plan_counts_the_official_sizes_where_only_samples_are_here(shared_data):
     """The paper's MNLI, QQP and QNLI train on the official files (task_options samples: false), so the
     plan sizes them from GLUE's stated counts, not from the LM-BFF samples that ../shared/data holds."""
-    from salora_cli.plan import build_plan
-    from salora_cli.plan_data import OFFICIAL
+    from salora_cli.grid.plan import build_plan
+    from salora_cli.grid.plan_data import OFFICIAL
 
     paper = build_plan(ROOT / "configs" / "reproduce" / "paper.yaml", str(shared_data), tasks=["mnli", "qqp", "qnli"])
     for task in ("glue/mnli", "glue/qqp", "glue/qnli"):
@@ -174,7 +174,7 @@ def test_the_paper_plan_counts_the_official_sizes_where_only_samples_are_here(sh
 def test_the_gpu_day_profile_fits_one_gpu_day(shared_data):
     """Issue 38: one of the paper's encoders, SaLoRA / LoRA / AdaLoRA at budget 8, at least 3 seeds,
     ≤ 24 GPU-hours by the plan's estimate on the reference accelerator."""
-    from salora_cli.plan import build_plan
+    from salora_cli.grid.plan import build_plan
 
     day = build_plan(ROOT / "configs" / "reproduce" / "gpu-day.yaml", str(shared_data))
     assert day.total().gpu_hours <= 24

@@ -13,11 +13,11 @@ import pytest
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import protocol
-from salora_cli import reproduce
-from salora_cli import run_dir as rd
-from salora_cli.errors import SaloraError
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid import protocol
+from salora_cli.grid import reproduce
+from salora_cli.core import run_dir as rd
+from salora_cli.core.errors import SaloraError
+from salora_cli.grid.reproduce import load_profile, plan
 
 PROFILE = FIXTURES / "reproduce_protocol.yaml"
 
@@ -37,7 +37,7 @@ def _score(p: protocol.PlannedRun) -> float:
 
 def _write_run(folder: Path, p: protocol.PlannedRun, score: float) -> None:
     """What a finished run leaves behind, as far as selection and tables read it."""
-    from salora_cli.config import build_config, to_yaml
+    from salora_cli.core.config import build_config, to_yaml
 
     cfg = build_config(*p.layers)
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def test_plan_has_every_budget_and_lr_in_its_folder_names():
     expected = [f"glue-sst2_{m}_b{b}_lr{lr}_minilm-l6_seed{s}"
                 for m in ("salora", "lora") for b in (2, 1) for lr in ("1e-03", "2e-03") for s in (0, 1)]
     assert names == expected + ["glue-sst2_bitfit_minilm-l6_seed0"]  # BitFit: no budget, its fixed lr
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
     cfgs = {r.folder_name: build_config(*r.layers) for r in runs}
     lora = cfgs["glue-sst2_lora_b1_lr2e-03_minilm-l6_seed1"]
     salora = cfgs["glue-sst2_salora_b1_lr2e-03_minilm-l6_seed1"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from salora_cli.reports.style_samples import evenly_spaced
 from salora_cli.reports import (build_metrics_report, build_rank_report, compare_rank_distributions,
                                 find_runs, load_run)

@@ -9,7 +9,7 @@ import pytest
 
 from cli_helpers import run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli.reproduce import load_profile, plan
+from salora_cli.grid.reproduce import load_profile, plan
 
 PROFILE = FIXTURES / "reproduce_tiny.yaml"
 
@@ -22,12 +22,12 @@ def test_plan_layers_and_filters():
     narrowed = plan(load_profile(PROFILE), ROOT, tasks=["rte"], methods=["salora"], seeds=[0])
     assert [(r.task, r.method) for r in narrowed] == [("glue/rte", "salora")]
     lora = next(r for r in runs if r.method == "lora")
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
     assert build_config(*lora.layers).adapter.r_init == 2  # the method override applies
 
 
 def _planned(name: str) -> list:
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     runs = plan(load_profile(ROOT / "configs" / "reproduce" / f"{name}.yaml"), ROOT)
     assert runs
@@ -35,7 +35,7 @@ def _planned(name: str) -> list:
 
 
 def test_cpu_profile_matches_the_final_budget_across_methods():
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     starts = {8: 12, 2: 4}  # final average rank -> where SaLoRA and AdaLoRA start
     for run in plan(load_profile(ROOT / "configs" / "reproduce" / "cpu.yaml"), ROOT):
@@ -188,7 +188,7 @@ def test_peak_memory_is_per_run_when_runs_share_a_process():
     import pytest
     import torch
 
-    from salora_cli.train import peak_memory_mb, reset_peak_memory
+    from salora_cli.run.train import peak_memory_mb, reset_peak_memory
 
     big = torch.ones(300 * 2**20 // 4)  # 300 MB, touched
     high = peak_memory_mb()
@@ -204,7 +204,7 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
     import os
     import signal
 
-    from salora_cli import train
+    from salora_cli.run import train
 
     monkeypatch.setenv("SALORA_DATA", str(shared_data))
 
@@ -223,7 +223,7 @@ def test_a_grid_stopped_by_sigterm_records_the_interrupted_runs_time(tmp_path, c
 
 
 def test_a_parts_wall_clock_counts_runs_side_by_side_once():
-    from salora_cli.reproduce import clock_minutes, part_clocks
+    from salora_cli.grid.reproduce import clock_minutes, part_clocks
 
     # two invocations: 0-60 s and 30-120 s overlap, 200-260 s alone; a resumed run has two spans
     assert clock_minutes([[200, 260], [0, 60], [30, 120]]) == pytest.approx(3.0)
@@ -236,7 +236,7 @@ def test_a_parts_wall_clock_counts_runs_side_by_side_once():
 
 
 def test_the_grid_total_counts_only_the_profiles_runs_and_their_transfers(tmp_path):
-    from salora_cli.reproduce import WALL_TIMES, _grid_wall_times
+    from salora_cli.grid.reproduce import WALL_TIMES, _grid_wall_times
 
     every = plan(load_profile(PROFILE), ROOT)
     kept = every[0].folder_name

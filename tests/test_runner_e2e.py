@@ -58,7 +58,7 @@ def test_salora_sst2_end_to_end(tmp_path, capsys, shared_data):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from salora_cli.evaluation import reload_run
+    from salora_cli.run.evaluation import reload_run
     from tasks.models import resolve_model
 
     _, _, method, tok = reload_run(run, "final")

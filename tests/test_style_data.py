@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from salora_cli.errors import SaloraError
-from tasks.markers import delete, delete_markers, extract_markers
+from salora_cli.core.errors import SaloraError
+from tasks.style.markers import delete, delete_markers, extract_markers
 from tasks.prompts import SLOT
-from tasks.style import GyafcStyleTask, YelpStyleTask
-from tasks.style_data import find_yelp_dir, read_yelp_pool, read_yelp_test
+from tasks.style.style import GyafcStyleTask, YelpStyleTask
+from tasks.style.style_data import find_yelp_dir, read_yelp_pool, read_yelp_test
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 YELP_TINY = FIXTURES / "yelp_tiny"

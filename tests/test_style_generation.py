@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks.generation import clean_generation, generate_texts
 from tasks.prompts import IGNORE_INDEX, build_prompt, build_training_features, collate_features, prompt_ids
-from tasks.style import GyafcStyleTask, prepare_tokenizer
+from tasks.style.style import GyafcStyleTask, prepare_tokenizer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -222,7 +222,7 @@ def test_train_then_evaluate_end_to_end(tok):
 
 
 def perplexity_of(model, tok, texts):
-    from tasks.style_metrics import perplexity
+    from tasks.style.style_metrics import perplexity
 
     return perplexity(model, tok, texts, batch_size=4)
 

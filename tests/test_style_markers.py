@@ -1,4 +1,4 @@
-"""The Yelp content step (tasks.markers): normalised salience, salience-first matching, edge trimming,
+"""The Yelp content step (tasks.style.markers): normalised salience, salience-first matching, edge trimming,
 negation, clitic stems, the fallback, the task options behind them, and the analysis script."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from salora_cli.errors import SaloraError
-from tasks.markers import CONTENT_DEFAULTS, MarkerSet, delete_markers, extract_markers
-from tasks.style import YelpStyleTask
-from tasks.style_data import find_yelp_dir, read_yelp_pool
+from salora_cli.core.errors import SaloraError
+from tasks.style.markers import CONTENT_DEFAULTS, MarkerSet, delete_markers, extract_markers
+from tasks.style.style import YelpStyleTask
+from tasks.style.style_data import find_yelp_dir, read_yelp_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 YELP_TINY = ROOT / "tests" / "fixtures" / "yelp_tiny"

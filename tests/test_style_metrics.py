@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tasks.style_metrics import (corpus_bleu, g_score, perplexity, self_bleu, style_accuracy,
+from tasks.style.style_metrics import (corpus_bleu, g_score, perplexity, self_bleu, style_accuracy,
                                  yelp_normalize)
 
 # Hand computation for hypothesis "the cat sat on the mat" vs reference "the cat sat on a mat":

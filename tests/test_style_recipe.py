@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from tasks import get
 from tasks.generation import RowBanProcessor, first_token_in_text, generate_texts
-from tasks.markers import MarkerSet, delete
+from tasks.style.markers import MarkerSet, delete
 from tasks.prompts import IGNORE_INDEX, SLOT, build_prompt, build_training_features, prompt_ids
-from tasks.retrieval import MarkerRetriever
-from tasks.selection import WordCountStyleClassifier, selection_score
-from tasks.style import YelpStyleTask
-from tasks.style_data import read_yelp_labelled, read_yelp_pool
-from tasks.style_metrics import yelp_normalize
+from tasks.style.retrieval import MarkerRetriever
+from tasks.style.selection import WordCountStyleClassifier, selection_score
+from tasks.style.style import YelpStyleTask
+from tasks.style.style_data import read_yelp_labelled, read_yelp_pool
+from tasks.style.style_metrics import yelp_normalize
 from test_style_generation import make_model, one_thread, tok  # noqa: F401 (fixtures)
 
 YELP_TINY = Path(__file__).resolve().parent / "fixtures" / "yelp_tiny"

@@ -10,7 +10,7 @@ import yaml
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES
-from tasks.style_metrics import corpus_bleu
+from tasks.style.style_metrics import corpus_bleu
 from test_style_generation import make_model, make_tokenizer
 
 

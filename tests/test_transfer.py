@@ -9,15 +9,15 @@ import torch
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES
-from tasks.alpaca_template import alpaca_prompt
+from tasks.instruct.alpaca_template import alpaca_prompt
 from tasks.generation import generate_texts
-from tasks.output_checks import CHECKS_VERSION, check_output, outcome_shares, repeated_share
-from tasks.style_metrics import corpus_bleu
-from tasks.transfer_metrics import plain_text
-from tasks.zero_shot import answer_complete, cut_answer, transfer_prompt
+from tasks.instruct.output_checks import CHECKS_VERSION, check_output, outcome_shares, repeated_share
+from tasks.style.style_metrics import corpus_bleu
+from tasks.instruct.transfer_metrics import plain_text
+from tasks.instruct.zero_shot import answer_complete, cut_answer, transfer_prompt
 from test_style_generation import VOCAB
-from salora_cli.transfer import needs_relabelling, relabel_folder
-from salora_cli.transfer_config import INSTRUCTIONS
+from salora_cli.transfer.transfer import needs_relabelling, relabel_folder
+from salora_cli.transfer.transfer_config import INSTRUCTIONS
 
 
 # ------------------------------------------------------------------------------------------- template
@@ -326,7 +326,7 @@ def test_reproduce_keeps_the_transfers_of_planned_runs_and_base_models(tmp_path)
     """results/ is rebuilt from copies: a planned run's RUN/transfer/<task> and a base model's transfer under
     the grid folder are copied with their place; a transfer of an unplanned run is left out."""
     from salora_cli.reports.runs import load_run
-    from salora_cli.reproduce import _copy_provenance, _planned_transfers
+    from salora_cli.grid.reproduce import _copy_provenance, _planned_transfers
 
     root = tmp_path / "grid"
     planned = root / "instruct_lora_seed0"

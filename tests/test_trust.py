@@ -25,9 +25,9 @@ import yaml
 
 from cli_helpers import assert_clean_error, run_cli
 from conftest import FIXTURES, ROOT
-from salora_cli import cli
+from salora_cli.cli import cli
 from tasks import models
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 QQP = FIXTURES / "glue" / "QQP"
 TINY = ["--task", "qqp", "--method", "lora", "--rank", "2", "--max-steps", "2", "--batch-size", "4",
@@ -75,7 +75,7 @@ def _copy(run: Path, where: Path) -> Path:
 
 def _no_model_load(monkeypatch):
     """Fail the test if a command gets as far as loading a model."""
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     def refuse(*_a, **_k):
         raise AssertionError("the model was loaded before the problem was reported")
@@ -91,7 +91,7 @@ def _interrupt_message(code: int, err: str) -> str:
 
 
 def test_ctrl_c_during_training_exits_130_with_the_resume_command(tmp_path, monkeypatch, capsys):
-    from salora_cli.train import Trainer
+    from salora_cli.run.train import Trainer
 
     data = _glue_copy(tmp_path)
     out = tmp_path / "run"
@@ -250,7 +250,7 @@ def test_eval_without_the_checkpoint_fails_before_loading_the_model(run, tmp_pat
 
 # ------------------------------------------------------------------------------ demo resumes
 def _demo_run(tmp_path: Path, lr: float = 1e-3):
-    from salora_cli.config import build_config
+    from salora_cli.core.config import build_config
 
     return build_config({"task": "glue/sst2", "data_dir": str(tmp_path), "train": {"lr": lr}})
 
@@ -264,8 +264,8 @@ class _FakeTrain:
 
 
 def _interrupted_run(run: Path, cfg, checkpoint: bool = True) -> None:
-    from salora_cli import run_dir as rd
-    from salora_cli.train import CHECKPOINT
+    from salora_cli.core import run_dir as rd
+    from salora_cli.run.train import CHECKPOINT
 
     rd.prepare(run, cfg, resume=False)
     (run / "keep.txt").write_text("written before the interruption")
@@ -277,7 +277,7 @@ def _interrupted_run(run: Path, cfg, checkpoint: bool = True) -> None:
 def test_demo_resumes_an_interrupted_run(tmp_path):
     from rich.console import Console
 
-    from salora_cli.demo import run_or_resume
+    from salora_cli.grid.demo import run_or_resume
 
     cfg, train, run = _demo_run(tmp_path), _FakeTrain(), tmp_path / "sst2_salora"
     _interrupted_run(run, cfg)
@@ -289,7 +289,7 @@ def test_demo_resumes_an_interrupted_run(tmp_path):
 def test_demo_skips_finished_and_restarts_what_cannot_resume(tmp_path):
     from rich.console import Console
 
-    from salora_cli.demo import run_or_resume
+    from salora_cli.grid.demo import run_or_resume
 
     console, cfg = Console(file=io.StringIO()), _demo_run(tmp_path)
     finished, early, changed = (tmp_path / n for n in ("finished", "early", "changed"))
@@ -344,7 +344,7 @@ def test_offline_mode_never_probes(monkeypatch):
 def test_unreachable_hub_dataset_fails_before_load_dataset(hub_down, monkeypatch):
     import datasets
 
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     monkeypatch.delenv("SALORA_GLUE_DIR", raising=False)
 
@@ -396,7 +396,7 @@ def test_probe_counts_any_answer_and_no_answer(monkeypatch):
 # ------------------------------------------------------------------------------ degenerate classifiers
 def test_single_class_predictions_are_flagged():
     from tasks.base import degenerate_flag
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     mrpc = get_glue_task("mrpc")
     examples = [{"text_a": "a", "text_b": "b", "label": y} for y in (1, 1, 0, 1)]
@@ -414,7 +414,7 @@ def _always_one(self, model, tokenizer, examples, **_k):
 
 
 def test_degenerate_run_is_flagged_in_metrics_and_console(tmp_path, monkeypatch, capsys):
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     monkeypatch.setattr(GlueTask, "predict", _always_one)
     out = tmp_path / "run"
@@ -427,7 +427,7 @@ def test_degenerate_run_is_flagged_in_metrics_and_console(tmp_path, monkeypatch,
 
 
 def test_degenerate_eval_warns(run, tmp_path, monkeypatch, capsys):
-    from tasks.glue import GlueTask
+    from tasks.classification.glue import GlueTask
 
     copy = _copy(run, tmp_path)
     monkeypatch.setattr(GlueTask, "predict", _always_one)
@@ -485,7 +485,7 @@ def _glue(tmp_path: Path, name: str, text: bytes) -> Path:
                                                                               "empty second sentence")),
 ], ids=["non-utf8", "empty-sentence", "field-count", "label", "empty-second-sentence"])
 def test_malformed_glue_row_names_file_and_line(tmp_path, name, text, fragments):
-    from tasks.glue import get_glue_task
+    from tasks.classification.glue import get_glue_task
 
     root = _glue(tmp_path, name, text)
     with pytest.raises(SaloraError) as info:
@@ -504,7 +504,7 @@ def test_malformed_glue_row_names_file_and_line(tmp_path, name, text, fragments)
      ("reference.0 line 1", "source<TAB>rewrite")),
 ], ids=["empty-line", "non-utf8", "tab", "empty-rewrite"])
 def test_malformed_yelp_line_names_file_and_line(tmp_path, file, text, fragments):
-    from tasks.style import YelpStyleTask
+    from tasks.style.style import YelpStyleTask
 
     folder = tmp_path / "yelp"
     shutil.copytree(FIXTURES / "yelp_tiny", folder)
@@ -522,7 +522,7 @@ def test_malformed_yelp_line_names_file_and_line(tmp_path, file, text, fragments
 
 
 def test_yelp_trailing_empty_lines_are_fine(tmp_path):
-    from tasks.style_data import read_yelp_labelled
+    from tasks.style.style_data import read_yelp_labelled
 
     folder = tmp_path / "yelp"
     shutil.copytree(FIXTURES / "yelp_tiny", folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.alpaca_template import alpaca_prompt
+from tasks.instruct.alpaca_template import alpaca_prompt
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "instruct" / "tiny.json"
 

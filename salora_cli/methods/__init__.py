@@ -7,49 +7,22 @@ runs through the same loop, found by name in one registry.
 - full:    every weight trains                                                         full.py
 - bitfit:  biases (and the new task head) train                                        bitfit.py
 
-A new method is one module with a `Method` subclass, and one line here. The registry names the
-module instead of importing it, so reading the method names (config validation, `--help`) costs
-no torch import.
+A new method is one module with a `Method` subclass and one entry in the registry
+(salora_cli.core.method_registry). The registry names the module instead of importing it, so reading
+the method names (config validation, `--help`) costs no torch import; the functions below import the
+module when a method is built.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from salora.errors import SaloraError
+from salora_cli.core.method_registry import spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from salora_cli.methods.base import Method
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    module: str  # where its Method subclass lives
-    cls: str  # the class's name
-    ranked: bool = False  # low-rank: takes the protocol's budgets and lr grid; writes ranks.json
-    learns_rank: bool = False  # its rank is learned: starts at r_init, ends at the budget
-    adapter_kind: str = "salora"  # the AdapterConfig.method it configures (gated layer or not)
-    peft_export: bool = False  # `salora export` can write it as a plain peft LoRA adapter
-
-
-REGISTRY: dict[str, MethodSpec] = {
-    "salora": MethodSpec("salora_cli.methods.adapters", "AdapterMethod", ranked=True, learns_rank=True,
-                         peft_export=True),
-    "lora": MethodSpec("salora_cli.methods.adapters", "AdapterMethod", ranked=True, adapter_kind="lora",
-                       peft_export=True),
-    "adalora": MethodSpec("salora_cli.methods.adalora", "AdaLoRA", ranked=True, learns_rank=True),
-    "full": MethodSpec("salora_cli.methods.full", "FullFineTuning"),
-    "bitfit": MethodSpec("salora_cli.methods.bitfit", "BitFit"),
-}
-METHODS = tuple(REGISTRY)
-
-
-def spec(name: str) -> MethodSpec:
-    if name not in REGISTRY:
-        raise SaloraError(f"unknown method '{name}' (known: {', '.join(REGISTRY)})")
-    return REGISTRY[name]
 
 
 def method_class(name: str) -> "type[Method]":

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from salora.model import find_targets, layer_index
-from salora_cli.config import RunConfig
-from salora_cli.errors import SaloraError
+from salora_cli.core.config import RunConfig
+from salora_cli.core.errors import SaloraError
 from salora_cli.methods.base import Method, head_modules
 
 

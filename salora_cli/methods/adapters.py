@@ -7,7 +7,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from salora import SaLoRA, attach, load_adapter
-from salora_cli.config import RunConfig
+from salora_cli.core.config import RunConfig
 from salora_cli.methods.base import Method, head_modules
 
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 from salora.io import load_tensors, save_tensors
-from salora_cli.config import RunConfig
-from salora_cli.errors import SaloraError
+from salora_cli.core.config import RunConfig
+from salora_cli.core.errors import SaloraError
 
 HEAD_NAMES = ("classifier", "score")
 

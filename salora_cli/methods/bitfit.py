@@ -1,7 +1,7 @@
 """BitFit (Ben Zaken et al. 2022): only the biases, and a new task head, train."""
 from __future__ import annotations
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 from salora_cli.methods.base import Method, head_modules
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.glue_overview import (FIXED_THRESHOLDS, LEARNED_MARGIN, GlueOverview,
                                              build_glue_overviews, learned_threshold)
 from salora_cli.reports.metrics_table import MetricsReport, build_metrics_report, metric_label, paired_difference

@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.runs import RunRecord, first_seed_per_task
 
 
@@ -86,7 +86,7 @@ def measure_merged_inference(run_path: Path, n_examples: int, repeats: int = 5) 
     """Median seconds to evaluate n dev examples: (base model, the run's merged model)."""
     import torch
 
-    from salora_cli.evaluation import eval_examples, reload_run
+    from salora_cli.run.evaluation import eval_examples, reload_run
 
     cfg, task, method, tokenizer = reload_run(run_path, "final")
     method.adapters.merge()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.glue_overview import (COMPARED, NOT_LEARNED_MARK, PAPER_TASKS, SAMPLED_MARK, GlueOverview,
                                               _interval_text, _signed, method_name, metric_label, task_label)
 from salora_cli.reports.metrics_table import _Section

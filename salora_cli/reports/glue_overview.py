@@ -187,8 +187,8 @@ def majority_scores(runs: Iterable[RunRecord]) -> dict[str, float]:
 
 
 def _majority_from_dev(run: RunRecord) -> float | None:
-    from salora_cli import run_dir as rd
-    from salora_cli.errors import SaloraError
+    from salora_cli.core import run_dir as rd
+    from salora_cli.core.errors import SaloraError
 
     try:
         cfg = rd.load_config(run.path)
@@ -207,8 +207,8 @@ def _majority_from_dev(run: RunRecord) -> float | None:
 def _constant_predictor_score(cfg) -> float | None:
     """The best main-metric score of one prediction made for every dev example."""
     import tasks
-    from salora_cli.errors import SaloraError
-    from salora_cli.evaluation import eval_examples
+    from salora_cli.core.errors import SaloraError
+    from salora_cli.run.evaluation import eval_examples
 
     try:
         task = tasks.get(cfg.task).configure(**cfg.task_options)

@@ -15,7 +15,7 @@ import torch
 
 from salora.gates import HardConcrete
 from salora.io import CONFIG, WEIGHTS, load_tensors
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 
 def adapter_spectra(folder: Path) -> dict[str, dict[str, list[float]]]:
@@ -67,7 +67,7 @@ def summarise(spectra: dict[str, dict[str, list[float]]]) -> dict[str, dict[str,
 def write_comparison(runs: dict[str, Path], out_md: Path, out_png: Path | None = None) -> str:
     """Markdown (and a histogram) of ΔW's singular values per labelled run, plus SaLoRA's
     component sizes and B-column norms. `runs`: label -> run folder (its adapter/ is read)."""
-    from salora_cli import atomic
+    from salora_cli.core import atomic
 
     rows, all_spectra = [], {}
     for label, run in runs.items():
@@ -91,7 +91,7 @@ def _histogram(all_spectra: dict, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from salora_cli import atomic
+    from salora_cli.core import atomic
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for label, spectra in all_spectra.items():
@@ -142,7 +142,7 @@ def write_for_grid(runs, results: Path, task: str = "glue/sst2") -> list[Path]:
         "![distribution](magnitudes.png)",
         "",
     ])
-    from salora_cli import atomic
+    from salora_cli.core import atomic
 
     atomic.write_text(md, text)
     _histogram({"SaLoRA": adapter_spectra(salora.path / "adapter"),

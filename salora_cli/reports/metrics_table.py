@@ -24,8 +24,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from salora_cli import atomic
-from salora_cli.errors import SaloraError
+from salora_cli.core import atomic
+from salora_cli.core.errors import SaloraError
 from salora_cli.reports.runs import RunRecord, RunScan, best_in_common_window, read_generations
 from salora_cli.reports.style_samples import N_PER_DIRECTION, MethodGenerations, StyleSamples, build_style_samples
 
@@ -389,8 +389,8 @@ class MetricsReport:
                            caption=("test split; Acc by the runner's own classifier; PPL under the base LM without "
                                     "adapter, rewrites, sources and references all lower-cased running text; "
                                     "shares of empty rewrites, echoes of the source and off-task text (comments, "
-                                    "refusals, loops; tasks/output_checks.py); Gen s / 1k: generation seconds per "
-                                    "1,000 sentences"))
+                                    "refusals, loops; tasks/instruct/output_checks.py); Gen s / 1k: generation "
+                                    "seconds per 1,000 sentences"))
         for i, row in enumerate(rows):
             if i and row.task != rows[i - 1].task:
                 section.breaks.add(len(section.rows) - 1)

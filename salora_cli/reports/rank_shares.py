@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.rank_report import ROLES, RankReport, build_rank_report
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from salora_cli.errors import SaloraError
+from salora_cli.core.errors import SaloraError
 
 METRICS_FILE = "metrics.json"
 RANKS_FILE = "ranks.json"
@@ -126,14 +126,6 @@ class RunRecord:
         its own metric table."""
         head = self.task.split("/", 1)[0] if "/" in self.task else ""
         return head if head in ("glue", "style", "instruct", "transfer") else "other"
-
-    @property
-    def short_task(self) -> str:
-        return self.task.split("/", 1)[1] if "/" in self.task else self.task
-
-    @property
-    def ranks_path(self) -> Path:
-        return self.path / RANKS_FILE
 
     @property
     def generations_path(self) -> Path:

@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Iterable
 
-from salora_cli import atomic
+from salora_cli.core import atomic
 from salora_cli.reports.metrics_table import (TRANSFER_COLUMNS, MetricsReport, _clip, _link, _method_rank, _Section,
                                               build_metrics_report)
 from salora_cli.reports.runs import CONFIG_FILE, RunRecord, read_config, read_generations
