@@ -142,3 +142,61 @@ def test_ablate_leaves_a_claimed_run_to_its_holder(tmp_path, shared_data):
         assert len((tmp_path / "runs" / "ablations_tiny" / name / "command.txt").read_text().splitlines()) == 1
     assert "| design |" in (tmp_path / "results" / "ablations_tiny.md").read_text()
     assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_two_invocations_share_the_transfers(tmp_path, monkeypatch):
+    """A zero-shot transfer is claimed before it is generated, like a run: one held by another
+    invocation is passed over, waited for, and not generated again once that invocation finished it."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from salora_cli.grid import reproduce
+    from salora_cli.grid.protocol import PlannedRun
+    from salora_cli.transfer import transfer
+    from salora_cli.transfer.transfer_config import TransferConfig
+    from tasks.instruct.output_checks import CHECKS_VERSION
+
+    def finish(folder: Path, settings) -> None:
+        transfer.write_folder(folder, {"transfer": dataclasses.asdict(settings)},
+                              {"kind": transfer.TRANSFER_KIND, "status": "finished",
+                               "output_checks_version": CHECKS_VERSION}, [])
+
+    generated: list[Path] = []
+
+    def fake_run_transfer(subject, settings, folder, overwrite, console):
+        generated.append(folder)
+        finish(folder, settings)
+        return folder
+
+    monkeypatch.setattr(transfer, "run_transfer", fake_run_transfer)
+    monkeypatch.setattr(reproduce, "CLAIM_POLL_S", 0.01)
+    runs_root = tmp_path / "runs"
+    planned = [PlannedRun(task="instruct/alpaca", method="salora", seed=0, model="smollm2-135m", layers=[],
+                          budget=8, transfer=("yelp",))]
+    run = runs_root / planned[0].folder_name
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    base_folder = runs_root / "transfer" / transfer.resolve_subject("smollm2-135m").label / "yelp"
+    run_folder = run / "transfer" / "yelp"
+    claim = runs_root / f".transfer-{'--'.join(base_folder.relative_to(runs_root).parts)}.lock"
+    held = atomic.try_lock(claim)  # "another invocation" is generating the base model's transfer
+    out = io.StringIO()
+    worker = threading.Thread(target=reproduce.run_transfers,
+                              args=(planned, runs_root, {}, Console(file=out, width=300)))
+    worker.start()
+    try:
+        deadline = time.time() + 30
+        while run_folder not in generated or "being done by another invocation" not in out.getvalue():
+            assert time.time() < deadline and worker.is_alive(), out.getvalue()
+            time.sleep(0.01)
+        assert worker.is_alive()  # it waits for the held transfer
+        finish(base_folder, TransferConfig(task="yelp"))  # the holder finishes it, then lets go
+    finally:
+        atomic.unlock(claim, held)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert generated == [run_folder], out.getvalue()  # the held one was not generated a second time
+    assert f"{base_folder}: finished by another invocation, skipped" in out.getvalue()
+    assert not list(runs_root.glob(".*.lock"))

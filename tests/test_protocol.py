@@ -138,7 +138,7 @@ def fake_training(monkeypatch):
     monkeypatch.setattr(reproduce, "_run_one", run_one)
     monkeypatch.setattr(reports, "build_rank_report", RankStub)
     monkeypatch.setattr(reports, "compare_rank_distributions", lambda reports_, out: None)
-    monkeypatch.setattr(rank_shares, "write_for_grid", lambda runs, out: None)
+    monkeypatch.setattr(rank_shares, "write_for_grid", lambda runs, out, lr_grid_runs=(): None)
     monkeypatch.setattr(efficiency, "_inference_section", lambda runs, n, previous: [])
     return calls
 

@@ -409,6 +409,28 @@ def test_rank_shares_average_each_tasks_seeds(tmp_path):
     assert "| glue/stsb | — | 1 | 16.7 | 16.7 | 16.7 | 16.7 | 16.7 | 16.7 |" in md
     assert "| glue/cola | 0.001 | 2 | 100.0 ± 0.0 |" in md  # one layer holds everything
     assert "uniform spread is 16.7 % per role and 100.0 % per layer" in md
+    # a deeper model beside them: the shallower tasks' missing layers are "—", not 0.0
+    deep = build_rank_report(write_run(tmp_path / "deep", task="instruct/alpaca", method="salora", seed=0,
+                                       best={"mcc": 1}, ranks=bert_ranks([[8] * 6, [8] * 6])))
+    md = rank_shares_markdown({"glue/stsb": [b0], "instruct/alpaca": [deep]}, {})
+    assert "| glue/stsb | — | 1 | 100.0 | — |" in md and "| instruct/alpaca | — | 1 | 50.0 | 50.0 |" in md
+
+
+def test_rank_shares_by_lr_separates_lr_from_task(tmp_path):
+    from salora_cli.reports.rank_shares import lr_shares_markdown
+
+    # seed 0 of one task at two lrs, another task at one: query + key and FFN shares of 48
+    low = build_rank_report(write_run(tmp_path / "low", task="glue/cola", method="salora", seed=0, best={"mcc": 1},
+                                      ranks=bert_ranks([[4, 4, 8, 8, 12, 12]])))
+    high = build_rank_report(write_run(tmp_path / "high", task="glue/cola", method="salora", seed=0, best={"mcc": 1},
+                                       ranks=bert_ranks([[12, 12, 8, 8, 4, 4]])))
+    other = build_rank_report(write_run(tmp_path / "other", task="glue/stsb", method="salora", seed=0,
+                                        best={"mcc": 1}, ranks=bert_ranks([[8, 8, 8, 8, 8, 8]])))
+    md = lr_shares_markdown({"glue/cola": {1e-3: low, 2e-3: high}, "glue/stsb": {2e-3: other}})
+    assert "| Task | lr 0.001 | lr 0.002 |" in md
+    assert "| glue/cola | 16.7 / 50.0 | 50.0 / 16.7 |" in md
+    assert "| glue/stsb | — | 33.3 / 33.3 |" in md  # an lr the task did not try
+    assert "(uniform: 33.3 / 33.3)" in md
 
 
 def test_rank_report_errors(tmp_path):

@@ -158,22 +158,45 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
             run = runs_root / p.folder_name
             if rd.is_finished(run):
                 jobs.append((str(run), task, run / RUN_SUBFOLDER / task))
-    for i, (subject, task, folder) in enumerate(jobs, 1):
-        settings = TransferConfig(task=task, **options)
-        if is_transfer_folder(folder):
-            _check_finished_transfer_matches(folder, settings)
-            if needs_relabelling(folder):  # the output checks changed since: labels redone, nothing generated
-                shares = relabel_folder(folder)
-                console.print(f"transfer {i}/{len(jobs)} {folder}: finished earlier, outcome labels redone by "
-                              f"today's checks (off-task {shares['share_off_task']:.1f} %)")
-            else:
-                console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished earlier, skipped[/]")
-            continue
-        started = time.perf_counter()
-        run_transfer(subject, settings, folder, overwrite=False, console=console)
-        # loading, generation and scoring; a part of its own in the wall-time table
-        _add_wall_time(runs_root, f"{_TRANSFER_KEY}:{folder.relative_to(runs_root)}", time.perf_counter() - started,
-                       fresh=True)
+    def attempt(i: int, subject: str, task: str, folder: Path) -> bool:
+        """Do (or skip) one transfer; False while another invocation holds it, as for runs."""
+        claim = runs_root / f".{_TRANSFER_KEY}-{'--'.join(folder.relative_to(runs_root).parts)}.lock"
+        fd = atomic.try_lock(claim)
+        if fd is None:
+            if folder not in told:
+                told.add(folder)
+                console.print(f"transfer {i}/{len(jobs)} {folder}: being done by another invocation (pid "
+                              f"{atomic.lock_holder(claim)}); skipped for now, waited for at the end")
+            return False
+        try:
+            settings = TransferConfig(task=task, **options)
+            if is_transfer_folder(folder):
+                _check_finished_transfer_matches(folder, settings)
+                if needs_relabelling(folder):  # the output checks changed since: labels redone, nothing generated
+                    shares = relabel_folder(folder)
+                    console.print(f"transfer {i}/{len(jobs)} {folder}: finished earlier, outcome labels redone by "
+                                  f"today's checks (off-task {shares['share_off_task']:.1f} %)")
+                else:
+                    by = "by another invocation" if folder in told else "earlier"
+                    console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished {by}, skipped[/]")
+                return True
+            started = time.perf_counter()
+            run_transfer(subject, settings, folder, overwrite=False, console=console)
+            # loading, generation and scoring; a part of its own in the wall-time table
+            _add_wall_time(runs_root, f"{_TRANSFER_KEY}:{folder.relative_to(runs_root)}",
+                           time.perf_counter() - started, fresh=True)
+        finally:
+            atomic.unlock(claim, fd)
+        return True
+
+    # `make reproduce JOBS=2`: each invocation claims a transfer before it generates, so the two share
+    # the transfers instead of both generating every one
+    told: set[Path] = set()
+    pending = list(enumerate(jobs, 1))
+    while pending:
+        pending = [(i, job) for i, job in pending if not attempt(i, *job)]
+        if pending:
+            time.sleep(CLAIM_POLL_S)
 
 
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
@@ -409,7 +432,9 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
         written += report.write(ranks_dir / task.replace("/", "-"))
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
-        written.append(write_rank_shares([r for r in mirrored if r.path.name in at_main], ranks_dir / "shares.md"))
+        selecting = {p.folder_name for p in every if p.selects and p.method == "salora" and p.budget in (main, None)}
+        written.append(write_rank_shares([r for r in mirrored if r.path.name in at_main], ranks_dir / "shares.md",
+                                         [r for r in copies if r.path.name in selecting]))
     written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))
     # component sizes need the adapters, which only the run folders (not results/runs/) hold
     written += write_magnitudes([r for r in planned if r.path.name in at_main], results)
