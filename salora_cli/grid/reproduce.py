@@ -160,13 +160,10 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
                 jobs.append((str(run), task, run / RUN_SUBFOLDER / task))
     def attempt(i: int, subject: str, task: str, folder: Path) -> bool:
         """Do (or skip) one transfer; False while another invocation holds it, as for runs."""
+        label = f"transfer {i}/{len(jobs)} {folder}"
         claim = runs_root / f".{_TRANSFER_KEY}-{'--'.join(folder.relative_to(runs_root).parts)}.lock"
-        fd = atomic.try_lock(claim)
+        fd = _claim(claim, label, "being done", told, console)
         if fd is None:
-            if folder not in told:
-                told.add(folder)
-                console.print(f"transfer {i}/{len(jobs)} {folder}: being done by another invocation (pid "
-                              f"{atomic.lock_holder(claim)}); skipped for now, waited for at the end")
             return False
         try:
             settings = TransferConfig(task=task, **options)
@@ -174,11 +171,11 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
                 _check_finished_transfer_matches(folder, settings)
                 if needs_relabelling(folder):  # the output checks changed since: labels redone, nothing generated
                     shares = relabel_folder(folder)
-                    console.print(f"transfer {i}/{len(jobs)} {folder}: finished earlier, outcome labels redone by "
+                    console.print(f"{label}: finished earlier, outcome labels redone by "
                                   f"today's checks (off-task {shares['share_off_task']:.1f} %)")
                 else:
-                    by = "by another invocation" if folder in told else "earlier"
-                    console.print(f"[dim]transfer {i}/{len(jobs)} {folder}: finished {by}, skipped[/]")
+                    by = "by another invocation" if label in told else "earlier"
+                    console.print(f"[dim]{label}: finished {by}, skipped[/]")
                 return True
             started = time.perf_counter()
             run_transfer(subject, settings, folder, overwrite=False, console=console)
@@ -191,12 +188,8 @@ def run_transfers(planned: list[PlannedRun], runs_root: Path, options: dict, con
 
     # `make reproduce JOBS=2`: each invocation claims a transfer before it generates, so the two share
     # the transfers instead of both generating every one
-    told: set[Path] = set()
-    pending = list(enumerate(jobs, 1))
-    while pending:
-        pending = [(i, job) for i, job in pending if not attempt(i, *job)]
-        if pending:
-            time.sleep(CLAIM_POLL_S)
+    told: set[str] = set()
+    _until_done([(i, *job) for i, job in enumerate(jobs, 1)], attempt)
 
 
 CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at again
@@ -205,12 +198,29 @@ CLAIM_POLL_S = 2.0  # how often a run held by another invocation is looked at ag
 def run_phase(runs: list[PlannedRun], first_number: int, total: int, runs_root: Path, data: str | None,
               console: Console) -> None:
     """Run (or skip, or resume) every run of a phase; returns once all of them are finished."""
-    pending = [(f"{i}/{total}", p) for i, p in enumerate(runs, first_number)]
     told: set[str] = set()
-    while pending:  # runs another invocation holds are left for it, then waited for (or taken over)
-        pending = [(n, p) for n, p in pending if not _claim_and_run(n, p, runs_root, data, console, told)]
+    _until_done([(f"{i}/{total}", p) for i, p in enumerate(runs, first_number)],
+                lambda n, p: _claim_and_run(n, p, runs_root, data, console, told))
+
+
+def _until_done(pending: list[tuple], attempt) -> None:
+    """Call attempt(*item) for every item until each has returned True: an item another invocation
+    holds (False) is left for it, then waited for, or taken over once its holder lets go."""
+    while pending:
+        pending = [item for item in pending if not attempt(*item)]
         if pending:
             time.sleep(CLAIM_POLL_S)
+
+
+def _claim(claim: Path, label: str, doing: str, told: set[str], console: Console) -> int | None:
+    """This invocation's lock on `claim`, or None while another invocation holds it (said once per label,
+    which goes into `told`)."""
+    fd = atomic.try_lock(claim)
+    if fd is None and label not in told:
+        told.add(label)
+        console.print(f"{label}: {doing} by another invocation (pid {atomic.lock_holder(claim)}); "
+                      "skipped for now, waited for at the end")
+    return fd
 
 
 def _report_choices(choices: list[protocol.Choice], waiting: list[protocol.Choice], console: Console) -> None:
@@ -232,18 +242,14 @@ def _claim_and_run(n: str, p: PlannedRun, runs_root: Path, data: str | None, con
                    told: set[str]) -> bool:
     """Run `p` unless it is finished; False while another invocation holds it (its lock file beside
     the run folder: two `make reproduce` at once never train one run twice)."""
-    run = runs_root / p.folder_name
+    run, label = runs_root / p.folder_name, f"{n} {p.folder_name}"
     if rd.is_finished(run):
-        by = "by another invocation" if p.folder_name in told else "earlier"
-        console.print(f"[dim]{n} {p.folder_name}: finished {by}, skipped[/]")
+        by = "by another invocation" if label in told else "earlier"
+        console.print(f"[dim]{label}: finished {by}, skipped[/]")
         return True
     claim = runs_root / f".{p.folder_name}.lock"
-    fd = atomic.try_lock(claim)
+    fd = _claim(claim, label, "being run", told, console)
     if fd is None:
-        if p.folder_name not in told:
-            told.add(p.folder_name)
-            console.print(f"{n} {p.folder_name}: being run by another invocation (pid "
-                          f"{atomic.lock_holder(claim)}); skipped for now, waited for at the end")
         return False
     try:
         if rd.is_finished(run):  # the other invocation finished it while we looked
@@ -432,7 +438,7 @@ def build_results(runs_root: Path, results: Path, profile: dict, console: Consol
         written += report.write(ranks_dir / task.replace("/", "-"))
     if rank_reports:
         written.append(compare_rank_distributions(rank_reports, ranks_dir / "distribution.png"))
-        selecting = {p.folder_name for p in every if p.selects and p.method == "salora" and p.budget in (main, None)}
+        selecting = {p.folder_name for p in every if p.selects and p.budget in (main, None)}
         written.append(write_rank_shares([r for r in mirrored if r.path.name in at_main], ranks_dir / "shares.md",
                                          [r for r in copies if r.path.name in selecting]))
     written.append(build_efficiency_report([r for r in planned if r.path.name in at_main], results / "efficiency.md"))

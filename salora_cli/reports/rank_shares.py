@@ -40,16 +40,17 @@ def rank_shares_markdown(reports_by_task: dict[str, Sequence[RankReport]], lrs: 
              "is the one its lr rule chose (results/selection.md), so a difference may be the lr's as well "
              "as the task's (the last table, where present, tells them apart).", ""]
     spreads: dict[str, list[float]] = defaultdict(list)
-    for title, keys, names, share in (
-            ("By role", roles, roles, lambda rep, k: rep.role_shares().get(k, 0.0)),
-            ("By layer", layers, [f"layer {k}" for k in layers], lambda rep, k: rep.layer_shares().get(k, 0.0))):
+    for title, keys, names, share, has in (
+            ("By role", roles, roles, lambda rep, k: rep.role_shares().get(k, 0.0), lambda rep: roles),
+            ("By layer", layers, [f"layer {k}" for k in layers], lambda rep, k: rep.layer_shares().get(k, 0.0),
+             lambda rep: rep.layers)):
         lines += [f"## {title}", "", "| Task | lr | Seeds | " + " | ".join(names) + " |",
                   "|---|---:|---:|" + "---:|" * len(names)]
         for task, reps in reports_by_task.items():
             cells = []
-            has = set(roles) if title == "By role" else {l for rep in reps for l in rep.layers}
+            present = {k for rep in reps for k in has(rep)}
             for k in keys:
-                if k not in has:  # a model with fewer layers than another in the table (MiniLM 6, SmolLM2 30)
+                if k not in present:  # e.g. a model with fewer layers than another in the table (MiniLM 6, SmolLM2 30)
                     cells.append("—")
                     continue
                 values = [100.0 * share(rep, k) for rep in reps]
